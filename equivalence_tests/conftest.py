@@ -1,0 +1,46 @@
+"""Hypothesis profiles and the ``gpu`` marker.
+
+Profiles (``HYPOTHESIS_PROFILE=dev|ci|thorough``, default ``dev``):
+
+- ``dev``: the default number of examples, a local example database, a deadline off
+  (first calls into torch are slow, and time is not what we test).
+- ``ci``: derandomized (the same examples on every run), no example database, no deadline,
+  failure blobs printed so any failure can be replayed with ``@reproduce_failure``.
+- ``thorough``: many examples, for a long run before a release.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+_SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=_SLOW_DRAWS)
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_DRAWS,
+)
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_DRAWS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Full float32 precision on GPU: TF32 would cost ~1e-3 relative and hide real bugs.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA; none is present")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,71 @@
+"""One configuration for all three implementations (pure Python, no numpy or torch).
+
+Defaults equal ``nn.Transformer``'s: d_model 512, 8 heads, 6 + 6 layers, d_ff 2048,
+dropout 0.1, ReLU, post-norm, layer-norm eps 1e-5, biases on, and a final layer norm
+on each stack (``nn.Transformer`` adds one even in post-norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Activation = Literal["relu", "gelu", "gelu_tanh"]
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    dropout: float = 0.1
+    activation: Activation = "relu"  # "gelu" is exact (erf) GELU, "gelu_tanh" the tanh approximation
+    norm_first: bool = False  # False: post-norm (2017 paper); True: pre-norm (GPT)
+    layer_norm_eps: float = 1e-5
+    bias: bool = True  # False also removes the layer norms' biases, as in torch.nn
+    final_norm: bool = True  # a final LayerNorm after each stack, as nn.Transformer adds
+    src_vocab_size: int = 32
+    tgt_vocab_size: int = 32
+    max_len: int = 512
+    tie_weights: bool = False  # output projection shares the target embedding's weight
+    scale_embedding: bool = True  # multiply embeddings by sqrt(d_model), as the paper does
+
+    def __post_init__(self) -> None:
+        positive = ("d_model", "n_heads", "d_ff", "src_vocab_size", "tgt_vocab_size", "max_len")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        for name in ("n_encoder_layers", "n_decoder_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model: expected a multiple of n_heads={self.n_heads}, got {self.d_model} "
+                f"(d_head would be {self.d_model / self.n_heads:g})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
+        if not self.layer_norm_eps > 0.0:
+            raise ValueError(f"layer_norm_eps: expected a positive float, got {self.layer_norm_eps}")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**values)

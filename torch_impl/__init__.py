@@ -1,0 +1,1 @@
+"""The two PyTorch implementations (``scratch``, ``native``), the converter and the kernel registry."""

@@ -1,0 +1,120 @@
+"""The attention-kernel registry: a name -> a callable with ``F.scaled_dot_product_attention``'s signature.
+
+``kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None) -> out``
+
+Built-in names:
+
+==================  =====================================================================
+``reference``       the NumPy reference behind a ``torch.autograd.Function`` (CPU, float32/64)
+``scratch``         ``torch_impl.scratch``: plain tensor ops, autograd backward
+``native``          ``F.scaled_dot_product_attention``, PyTorch picks the backend
+``sdpa-math``       SDPA pinned to one backend with ``sdpa_kernel`` (``math``, ``flash``,
+``sdpa-flash``      ``efficient``, ``cudnn``); a case the backend cannot run raises
+``sdpa-efficient``  ``RuntimeError`` instead of silently falling back
+``sdpa-cudnn``
+==================  =====================================================================
+
+Anything else is read as ``package.module:function`` (``:Class.method`` works too) and imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from reference.attention import attention_backward, attention_forward
+from torch_impl.checks import check_attention_inputs
+from torch_impl.native.attention import BACKENDS
+from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
+from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
+
+Kernel = Callable[..., torch.Tensor]
+
+
+class KernelNotFoundError(ValueError):
+    """A kernel name that is neither built in nor an importable ``package.module:function``."""
+
+
+class _ReferenceAttention(torch.autograd.Function):
+    """The NumPy forward and hand-written backward, seen from torch (CPU tensors only)."""
+
+    @staticmethod
+    def forward(ctx: Any, q, k, v, attn_mask, dropout_p, is_causal, scale):  # type: ignore[override]
+        def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+            return None if t is None else t.detach().cpu().numpy()
+
+        out, cache = attention_forward(
+            to_numpy(q), to_numpy(k), to_numpy(v), to_numpy(attn_mask), dropout_p, is_causal, scale,
+            rng=np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item())) if dropout_p > 0 else None,
+        )
+        ctx.cache = cache
+        return torch.from_numpy(out).to(q.device)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor):  # type: ignore[override]
+        dq, dk, dv = attention_backward(dout.detach().cpu().numpy(), ctx.cache)
+        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None, None, None, None
+
+
+def reference_sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """The NumPy reference as an SDPA-shaped torch kernel (CPU; float32 or float64)."""
+    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    if q.device.type != "cpu":
+        raise ValueError(f"q: the NumPy reference runs on the CPU only, got device {q.device}")
+    return _ReferenceAttention.apply(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+def _pinned(backend: str) -> Kernel:
+    def kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        return native_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale, backend=backend)
+
+    kernel.__name__ = kernel.__qualname__ = f"sdpa_{backend}"
+    kernel.__doc__ = f"F.scaled_dot_product_attention pinned to the {backend!r} backend."
+    return kernel
+
+
+BUILTIN_KERNELS: dict[str, Kernel] = {
+    "reference": reference_sdpa,
+    "scratch": scratch_sdpa,
+    "native": native_sdpa,
+    **{f"sdpa-{name}": _pinned(name) for name in BACKENDS},
+}
+
+
+def resolve_kernel(spec: str | Kernel) -> Kernel:
+    """A built-in name, ``package.module:function``, or a callable (returned as is)."""
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise KernelNotFoundError(f"kernel: expected a name or 'package.module:function', got {spec!r}")
+    if spec in BUILTIN_KERNELS:
+        return BUILTIN_KERNELS[spec]
+    if ":" not in spec:
+        raise KernelNotFoundError(
+            f"kernel: {spec!r} is not a built-in kernel ({', '.join(BUILTIN_KERNELS)}) "
+            "and not of the form 'package.module:function'"
+        )
+    module_name, _, attr_path = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure is the user's module's, reported as such
+        raise KernelNotFoundError(f"kernel: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise KernelNotFoundError(f"kernel: module {module_name!r} has no attribute {attr_path!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise KernelNotFoundError(f"kernel: {spec!r} is a {type(obj).__name__}, not a callable")
+    return obj

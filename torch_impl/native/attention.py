@@ -1,0 +1,50 @@
+"""Attention through ``F.scaled_dot_product_attention``, with its backend selectable.
+
+``backend=None`` lets PyTorch dispatch; a name pins one backend with
+``torch.nn.attention.sdpa_kernel`` so that a silent fallback to another backend is an
+error, not a different kernel measured or verified under the wrong name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from torch_impl.checks import check_attention_inputs
+
+BACKENDS: dict[str, SDPBackend] = {
+    "math": SDPBackend.MATH,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> out (..., Lq, Ev) through SDPA.
+
+    Raises ``RuntimeError`` when the pinned ``backend`` cannot run this case
+    (PyTorch's own message says why).
+    """
+    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    if is_causal and attn_mask is not None:
+        raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
+    if attn_mask is not None and attn_mask.is_floating_point():
+        attn_mask = attn_mask.to(q.dtype)  # SDPA wants an additive mask in the query's dtype
+    if backend is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {sorted(BACKENDS)} or None, got {backend!r}")
+    with sdpa_kernel(BACKENDS[backend]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale)

@@ -1,0 +1,99 @@
+r"""What "agree" means: every bound in the project lives here, with the reason for it.
+
+**The error measure.** For a computed tensor ``a`` and the float64 oracle ``e``
+
+.. math::  \mathrm{err}(a, e) = \frac{\max_i |a_i - e_i|}{\max(\max_i |e_i|,\ \mu)}
+
+where :math:`\mu` is the *magnitude* of the computation: the same formula evaluated on
+absolute values (``|P| |V|`` for ``P V``). Classical rounding analysis bounds the error of
+a floating-point product by :math:`\gamma_n |A||B|` (:math:`\gamma_n \approx n u`), not by
+:math:`|AB|`, so :math:`\mu` is the right scale when a result is small through
+cancellation -- e.g. ``dq`` when logits of +-1e3 make the softmax one-hot and the
+gradient vanishes. With :math:`\mu = 0` the measure is the plain normwise relative error.
+
+**float64 across implementations: 1e-10.** Two float64 implementations of the same
+maths differ only in the order of their roundings (unit roundoff :math:`u = 1.1\cdot10^{-16}`).
+Reductions here are at most a few hundred terms long and softmax turns an absolute error
+:math:`\delta` in a logit into a relative error :math:`\delta` of a probability, so with
+logits of size :math:`|S| \le 10^3` the expected difference is
+:math:`\lesssim (n + |S|)\,u \approx 10^{-13}`. 1e-10 keeps a factor of ~1000 for
+unlucky accumulations and still catches any real bug (a wrong scale, mask or index is
+off by :math:`10^{-3}` or more).
+
+**Finite differences: 1e-6.** Central differences with ``h = 1e-6`` carry a truncation
+error :math:`h^2 f'''/6` and a rounding error :math:`u |f| / h \approx 10^{-10}|f|`; inputs in
+those tests have unit scale, so both are far below 1e-6, while a wrong backward is off by O(1).
+
+**Low precision (float32, fp16, bf16, a user's kernel).** No fixed number: a result in a
+dtype passes when its error against the float64 oracle is at most ``LOW_PRECISION_FACTOR``
+times the error of a plain implementation (the baseline) computed in the same dtype, plus a
+floor of one unit in the last place of that dtype at the magnitude :math:`\mu`. This is the
+rule of FlashAttention's tests; the factor is justified by measurements in ``docs/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+F64_REL_BOUND = 1e-10
+FD_REL_BOUND = 1e-6
+FD_STEP = 1e-6
+LOW_PRECISION_FACTOR = 4.0
+
+# Unit in the last place at 1.0 (machine epsilon) of each dtype, by name.
+EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+
+def max_abs_err(actual: Any, expected: np.ndarray) -> float:
+    """max |actual - expected|, or inf if shapes differ or ``actual`` holds NaN/inf where ``expected`` is finite."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    diff = np.abs(a - e)
+    if not np.all(np.isfinite(diff)):
+        return float("inf")
+    return float(np.max(diff))
+
+
+def max_rel_err(actual: Any, expected: np.ndarray, magnitude: float = 0.0) -> float:
+    """max |actual - expected| / max(max |expected|, magnitude); 0 when both sides are exactly zero."""
+    e = np.asarray(expected, dtype=np.float64)
+    scale = max(float(np.max(np.abs(e))) if e.size else 0.0, float(magnitude))
+    err = max_abs_err(actual, e)
+    if err == 0.0:
+        return 0.0
+    return err / scale if scale > 0.0 else float("inf")
+
+
+def low_precision_bound(baseline_abs_err: float, magnitude: float, dtype: str) -> float:
+    """Largest absolute error allowed for a result in ``dtype`` whose baseline has ``baseline_abs_err``."""
+    return LOW_PRECISION_FACTOR * baseline_abs_err + EPS_BY_DTYPE[dtype] * magnitude
+
+
+def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, float]:
+    """The scale mu of out, dq, dk, dv: the reference's backward evaluated on absolute values.
+
+    ``cache`` is the float64 reference's attention cache, ``dout`` the upstream gradient.
+    """
+    q, k, v = np.abs(cache["q"]), np.abs(cache["k"]), np.abs(cache["v"])
+    probs, probs_dropped = cache["probs"], cache["probs_dropped"]  # >= 0 already
+    scale = abs(cache["scale"])
+    dout = np.abs(dout)
+    out = probs_dropped @ v  # (B, H, Lq, Ev)
+    dv = np.swapaxes(probs_dropped, -1, -2) @ dout  # (B, H, Lk, Ev)
+    dprobs = dout @ np.swapaxes(v, -1, -2)  # (B, H, Lq, Lk)
+    if cache["dropout_scale"] is not None:
+        dprobs = dprobs * cache["dropout_scale"]
+    dscores = probs * (dprobs + np.sum(dprobs * probs, axis=-1, keepdims=True))  # (B, H, Lq, Lk)
+    dq = scale * (dscores @ k)  # (B, H, Lq, E)
+    dk = scale * (np.swapaxes(dscores, -1, -2) @ q)  # (B, H, Lk, E)
+
+    def peak(x: np.ndarray) -> float:
+        return float(np.max(x)) if x.size else 0.0
+
+    return {"out": peak(out), "dq": peak(dq), "dk": peak(dk), "dv": peak(dv)}
