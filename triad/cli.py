@@ -52,7 +52,8 @@ def check(
     n_failed = sum(not r.passed for r in results)
     console.print(
         f"{len(results)} comparisons, {n_failed} failed, in {elapsed:.1f} s. "
-        "float64 bound: 1e-10 relative; float32: 4 x the float32 reference's own error + 1 ulp (triad/tolerance.py)."
+        "float64 bound: 1e-10 relative; float32: 2 x the float32 reference's own error "
+        "+ a floor of 1 ulp (triad/tolerance.py)."
     )
     if json_path is not None:
         payload = {"passed": passed, "components": [r.to_json() for r in results]}

@@ -1,0 +1,61 @@
+"""The project's promises about itself: the README's commands, CI, the NumPy-only reference."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text())
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first, second = readme_commands()[:2]
+    assert first.endswith("triad check")
+    assert second.endswith("pytest")
+    assert (ROOT / "README.md").read_text().index(first) < 200, "the commands open the README"
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci_lines
+
+
+def test_reference_imports_without_torch() -> None:
+    code = "import sys; sys.modules['torch'] = None; import reference, reference.attention"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_triad_check_exits_zero_and_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    result = subprocess.run([sys.executable, "-m", "triad", "check", "--json", str(out)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(out.read_text())
+    assert payload["passed"] is True
+    assert {"attention"} <= {c["name"] for c in payload["components"]}
+    for component in payload["components"]:
+        assert {"name", "dtype", "max_rel_err_out", "max_rel_err_grad", "bound", "passed"} <= set(component)
+        assert component["dtype"] != "float64" or component["max_rel_err_out"] <= 1e-10
+
+
+def test_triad_check_exits_one_when_a_component_fails(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import triad.checks
+    from triad.checks.base import ComponentResult
+    from triad.cli import app
+
+    def broken() -> list[ComponentResult]:
+        return [ComponentResult("broken", "scratch vs reference", "float64", 1e-3, {"dx": 0.0}, 1e-10)]
+
+    monkeypatch.setattr(triad.checks, "COMPONENT_CHECKS", [broken])
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
