@@ -214,3 +214,13 @@ def test_sdpa_backends_on_cuda_within_low_precision_bound(backend: str, dtype: t
         allowed = low_precision_bound(max_abs_err(baseline[tensor], expected[tensor]), scale, dtype_name,
                                       magnitudes["logits"])
         assert err <= allowed, f"sdpa-{backend} {dtype_name} {tensor}: {err:.3e} > {allowed:.3e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mask", [None, "additive"])
+def test_reference_computes_in_the_dtype_it_is_given(dtype, mask) -> None:
+    x = np.ones((1, 1, 3, 4), dtype=dtype)
+    attn_mask = None if mask is None else np.zeros((3, 3))  # a float64 mask must not promote float32 work
+    out, cache = attention_forward(x, x, x, attn_mask, scale=0.3)
+    assert out.dtype == dtype and cache["probs"].dtype == dtype
+    assert all(g.dtype == dtype for g in attention_backward(out, cache))

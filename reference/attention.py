@@ -98,6 +98,7 @@ def attention_forward(
         scale = 1.0 / np.sqrt(E)
     elif not np.isfinite(scale):
         raise ValueError(f"scale: expected a finite float, got {scale}")
+    scale = q.dtype.type(scale)  # a float64 scalar would silently promote float32 work to float64
 
     scores = scale * (q @ np.swapaxes(k, -1, -2))  # (B, H, Lq, Lk)
     if is_causal:
@@ -132,7 +133,7 @@ def attention_forward(
         probs_dropped = probs
 
     out = probs_dropped @ v  # (B, H, Lq, Ev)
-    cache = {"q": q, "k": k, "v": v, "probs": probs, "probs_dropped": probs_dropped,
+    cache = {"q": q, "k": k, "v": v, "attn_mask": attn_mask, "probs": probs, "probs_dropped": probs_dropped,
              "dropout_scale": dropout_scale, "scale": scale}
     return out, cache
 
