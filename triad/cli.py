@@ -53,7 +53,7 @@ def check(
     console.print(
         f"{len(results)} comparisons, {n_failed} failed, in {elapsed:.1f} s. "
         "float64 bound: 1e-10 relative; float32: 2 x the float32 reference's own error "
-        "+ a floor of 1 ulp (triad/tolerance.py)."
+        "+ a floor of 2 ulps widened by the logits (triad/tolerance.py)."
     )
     if json_path is not None:
         payload = {"passed": passed, "components": [r.to_json() for r in results]}
