@@ -34,9 +34,9 @@ rule, with its factor 2) and the floor is two units :math:`u` of that dtype at t
 :math:`\mu` (the rounding of the result and of its inputs), widened by the logits
 :math:`S`: a kernel may round each logit (absolute error :math:`u|S|`) and subtract a
 rounded log-sum-exp (another :math:`u|S|`), a relative error :math:`2u|S|` in every
-probability. That is exactly what flash-style kernels pay when they recompute :math:`P = e^{S -
-\mathrm{LSE}}` in the backward instead of storing it, and a baseline that stores :math:`P` can
-be luckier by orders of magnitude on one-hot rows.
+probability. That is exactly what flash-style kernels pay when they recompute
+:math:`P = e^{S - \mathrm{LSE}}` in the backward instead of storing it, and a baseline that
+stores :math:`P` can be luckier by orders of magnitude on one-hot rows.
 Measured with ``benchmarks/calibrate_float32_rule.py`` (2 cores, torch 2.13 CPU, 2026-11-23):
 over 7,736 float32 checks (500 hypothesis cases x scratch/native x out/dq/dk/dv, twice) with
 logits up to 7.8e3, factor 2 with this floor had no violation; without the logit term 186 did.
