@@ -32,6 +32,8 @@ class TransformerConfig:
     max_len: int = 512
     tie_weights: bool = False  # output projection shares the target embedding's weight
     scale_embedding: bool = True  # multiply embeddings by sqrt(d_model), as the paper does
+    pad_id: int = 0  # padding token id: masked as a key, left out of the classifier's mean pooling
+    n_outputs: int = 2  # the encoder classifier's head: n classes, or 1 for a regressor (no softmax)
 
     def __post_init__(self) -> None:
         positive = ("d_model", "n_heads", "d_ff", "src_vocab_size", "tgt_vocab_size", "max_len")
@@ -54,6 +56,13 @@ class TransformerConfig:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
         if not self.layer_norm_eps > 0.0:
             raise ValueError(f"layer_norm_eps: expected a positive float, got {self.layer_norm_eps}")
+        if isinstance(self.n_outputs, bool) or not isinstance(self.n_outputs, int) or self.n_outputs < 1:
+            raise ValueError(f"n_outputs: expected a positive int (1 for a regressor), got {self.n_outputs!r}")
+        smallest_vocab = min(self.src_vocab_size, self.tgt_vocab_size)
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not 0 <= self.pad_id < smallest_vocab:
+            raise ValueError(
+                f"pad_id: expected an int in [0, {smallest_vocab}) (inside both vocabularies), got {self.pad_id!r}"
+            )
 
     @property
     def d_head(self) -> int:

@@ -62,5 +62,70 @@ def check(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def verify(
+    kernel: Annotated[str, typer.Argument(help="A built-in kernel (native, sdpa-math, ...) or MODULE:FUNCTION.")],
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float64, float32, float16 or bfloat16.")] = "float32",
+    max_examples: Annotated[int, typer.Option(help="Cases hypothesis draws before it stops.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the search; the same seed draws the same cases.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    repro: Annotated[Path | None, typer.Option(help="On failure, write the reproducing script here.")] = None,
+) -> None:
+    """Search for a case where an attention kernel disagrees with the float64 reference; exit 0 verified,
+    1 a failure found (the minimal case and a repro script), 2 a usage error (bad name, dtype, device)."""
+    from triad.verify.cli import run_verify
+
+    raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro))
+
+
+@app.command()
+def bench(
+    full: Annotated[bool, typer.Option("--full/--quick", help="The full grid (CPU, and CUDA when present) "
+                                       "or the quick CPU one (under a minute on 2 cores).")] = False,
+    kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Only this kernel (repeatable): a built-in "
+                                                     "name or MODULE:FUNCTION. Default: every built-in.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Also plot TFLOP/s against L (PNG) here.")] = None,
+) -> None:
+    """Attention-core throughput of every kernel: ms, TFLOP/s, share of the matmul peak, peak memory."""
+    from triad.bench.cli import run_bench
+
+    raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console()))
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="copy, charlm or classify.")],
+    impl: Annotated[str, typer.Option(help="reference (NumPy), scratch or native.")] = "reference",
+    device: Annotated[str, typer.Option(help="cpu or cuda (torch implementations only).")] = "cpu",
+    steps: Annotated[int | None, typer.Option(help="Training steps; default: the task's recipe.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the parameters and the batches.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write config, losses, times, metric here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the loss curve (PNG) here.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write a safetensors checkpoint here.")] = None,
+) -> None:
+    """Train a task on one implementation and score it (exit 2 on a usage error)."""
+    from triad.train import train_command
+
+    raise typer.Exit(code=train_command(task, impl, device, steps, seed, json_path, plot, save))
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by triad train --save.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue (charlm) or a body of 0s and 1s (copy).")],
+    temperature: Annotated[float, typer.Option(help="0 is greedy; > 0 samples with --seed.")] = 0.0,
+    max_tokens: Annotated[int | None, typer.Option(help="Most tokens to add; default: until EOS.")] = None,
+    impl: Annotated[str, typer.Option(help="reference, scratch or native.")] = "reference",
+    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda (torch implementations only).")] = "cpu",
+) -> None:
+    """Continue a prompt with a trained copy or charlm checkpoint (exit 2 on a usage error)."""
+    from triad.train import generate_command
+
+    raise typer.Exit(code=generate_command(checkpoint, prompt, temperature, max_tokens, impl, seed, device))
+
+
 def main() -> None:
     sys.exit(app())

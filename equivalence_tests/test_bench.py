@@ -1,0 +1,312 @@
+"""``triad bench``: the report's schema, the FLOP convention, and every way a case can end as a result.
+
+Tests never assert a time: they check what is counted, recorded and flagged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
+from triad.bench import (
+    Case,
+    DeviceGrid,
+    Grid,
+    Shape,
+    attention_flops,
+    load_schema,
+    matmul_flops,
+    preset,
+    run_case,
+    run_grid,
+    write_json,
+    write_plot,
+)
+from triad.bench.measure import Timing, peak_memory_bytes, time_rounds
+from triad.bench.runner import Row, add_speedups, reference_over_scratch
+from triad.cli import app
+
+F32 = ("float32",)
+TINY_KERNELS = ("reference", "scratch", "sdpa-efficient", "sdpa-cudnn")
+
+
+def tiny_grid(kernels: tuple[str, ...] = TINY_KERNELS, budget_s: float = 60.0) -> Grid:
+    cpu = DeviceGrid("cpu", ("float32",), (8,), (8, 16), tokens=16, width=16, matmul_sizes=(8, 16),
+                     budget_s=budget_s)
+    return Grid("quick", kernels, (cpu,), causal=(False, True), rounds=25, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_report() -> dict:
+    return run_grid(tiny_grid())
+
+
+def validate(report: dict) -> None:
+    jsonschema.Draft202012Validator(load_schema()).validate(report)
+
+
+def tiny_case(kernel: str = "user", device: str = "cpu", dtype: str = "float32", causal: bool = False) -> Case:
+    return Case(kernel, device, dtype, Shape(B=2, H=2, L=8, d_head=4), causal)
+
+
+# The report ----------------------------------------------------------------------------------------------
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(load_schema())
+
+
+def test_real_run_json_validates_against_schema(tiny_report: dict, tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    write_json(tiny_report, path)
+    validate(json.loads(path.read_text()))
+    assert {r["status"] for r in tiny_report["rows"]} == {"ok", "unsupported"}
+    assert len(tiny_report["rows"]) == len(TINY_KERNELS) * 2 * 2 * 3  # kernels x lengths x causal x modes
+
+
+@pytest.mark.parametrize("breakage", ["missing header field", "ok row without a time", "unknown status",
+                                      "too few rounds", "extra row field"])
+def test_schema_rejects_a_broken_report(tiny_report: dict, breakage: str) -> None:
+    report = copy.deepcopy(tiny_report)
+    ok_row = next(r for r in report["rows"] if r["status"] == "ok")
+    if breakage == "missing header field":
+        del report["header"]["torch_threads"]
+    elif breakage == "ok row without a time":
+        ok_row["median_ms"] = None
+    elif breakage == "unknown status":
+        ok_row["status"] = "fast"
+    elif breakage == "too few rounds":
+        ok_row["rounds"] = 3
+    else:
+        ok_row["speed"] = 1.0
+    with pytest.raises(jsonschema.ValidationError):
+        validate(report)
+
+
+def test_ok_rows_carry_every_measurement(tiny_report: dict) -> None:
+    ok = [r for r in tiny_report["rows"] if r["status"] == "ok"]
+    assert {r["kernel"] for r in ok} == {"reference", "scratch"}
+    for r in ok:
+        assert r["rounds"] >= 25
+        assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+        assert r["tflops"] == pytest.approx(r["flops"] / (r["median_ms"] * 1e-3) / 1e12)
+        assert r["peak_share"] == pytest.approx(r["tflops"] / r["matmul_peak_tflops"])
+        assert r["check_err"] <= r["check_bound"]
+    peaks = tiny_report["matmul_peaks"]
+    assert [(p["device"], p["dtype"]) for p in peaks] == [("cpu", "float32")] and peaks[0]["n"] in (8, 16)
+
+
+def test_sdpa_efficient_and_cudnn_on_cpu_are_unsupported_not_crashes(tiny_report: dict) -> None:
+    rows = [r for r in tiny_report["rows"] if r["kernel"] in ("sdpa-efficient", "sdpa-cudnn")]
+    assert rows and all(r["status"] == "unsupported" and r["median_ms"] is None and r["message"] for r in rows)
+
+
+def test_reference_over_scratch_ratio_is_reported_for_every_cpu_pair(tiny_report: dict) -> None:
+    ratios = tiny_report["reference_over_scratch"]
+    assert len(ratios) == 2 * 2 * 3  # lengths x causal x modes
+    by_key = {(r["kernel"], r["Lq"], r["causal"], r["mode"]): r["median_ms"] for r in tiny_report["rows"]}
+    for x in ratios:
+        expected = by_key[("reference", x["L"], x["causal"], x["mode"])] / by_key[("scratch", x["L"], x["causal"],
+                                                                                     x["mode"])]
+        assert x["ratio"] == pytest.approx(expected)
+
+
+def test_plot_is_written_as_png(tiny_report: dict, tmp_path: Path) -> None:
+    path = tmp_path / "bench.png"
+    write_plot(tiny_report, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# FLOPs -----------------------------------------------------------------------------------------------------
+
+
+def test_attention_flops_match_hand_counts() -> None:
+    # B=2, H=3, Lq=5, Lk=7, d=4: S = QK^T and O = PV are each 5*7*4 multiply-adds per head, 2 FLOPs each.
+    per_head = 2 * (2 * 5 * 7 * 4)
+    forward = 2 * 3 * per_head
+    assert attention_flops(2, 3, 5, 7, 4, causal=False, mode="fwd") == forward == 3360
+    assert attention_flops(2, 3, 5, 7, 4, causal=True, mode="fwd") == forward / 2
+    assert attention_flops(2, 3, 5, 7, 4, causal=False, mode="bwd") == 2.5 * forward
+    assert attention_flops(2, 3, 5, 7, 4, causal=True, mode="fwd+bwd") == 3.5 * forward / 2
+    assert matmul_flops(3) == 2 * 27
+
+
+def test_forward_flops_equal_torchs_count_of_the_scratch_forward() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q, k, v = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)
+    with FlopCounterMode(display=False) as counter:
+        scratch_sdpa(q, k, v)
+    assert counter.get_total_flops() == attention_flops(2, 3, 5, 7, 4, causal=False, mode="fwd")
+
+
+@pytest.mark.parametrize(("args", "match"), [((0, 1, 1, 1, 1, False, "fwd"), "B: expected a positive int"),
+                                             ((1, 1, 1, 1, 2.0, False, "fwd"), "d_head: expected a positive int"),
+                                             ((1, 1, 1, 1, 1, False, "forward"), "mode: expected one of")])
+def test_attention_flops_rejects_bad_arguments(args: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        attention_flops(*args)
+
+
+# Every way a case ends -------------------------------------------------------------------------------------
+
+
+def run_user_kernel(kernel, case: Case | None = None, matmul_peak: float | None = 1.0) -> list[Row]:
+    return run_case(kernel, case or tiny_case(), tiny_grid(), matmul_peak, seed=0)
+
+
+def test_out_of_memory_is_recorded_as_a_result() -> None:
+    def oom_kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    rows = run_user_kernel(oom_kernel)
+    assert [r.status for r in rows] == ["oom"] * 3 and all(r.median_ms is None for r in rows)
+
+
+def test_out_of_memory_in_backward_only_spares_the_forward() -> None:
+    class OomBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise MemoryError("host out of memory")
+
+    def kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        return OomBackward.apply(scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale))
+
+    rows = {r.mode: r.status for r in run_user_kernel(kernel)}
+    assert rows == {"fwd": "ok", "bwd": "oom", "fwd+bwd": "oom"}
+
+
+def test_wrong_kernel_is_reported_not_timed() -> None:
+    def off_by_one_percent(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        return 1.01 * scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+    rows = run_user_kernel(off_by_one_percent)
+    assert all(r.status == "wrong" and r.median_ms is None and r.rounds == 0 for r in rows)
+    assert all(r.check_err > r.check_bound for r in rows)
+
+
+def test_a_kernel_wrong_only_in_the_last_batch_element_and_head_is_caught() -> None:
+    def last_head_zeroed(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        out = scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale).clone()
+        out[-1, -1] = 0.0
+        return out
+
+    assert {r.status for r in run_user_kernel(last_head_zeroed)} == {"wrong"}
+
+
+def test_causal_flag_ignored_is_caught_by_the_check() -> None:
+    def never_causal(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        return scratch_sdpa(q, k, v, attn_mask, dropout_p, False, scale)
+
+    assert {r.status for r in run_user_kernel(never_causal, tiny_case(causal=True))} == {"wrong"}
+    assert {r.status for r in run_user_kernel(never_causal, tiny_case(causal=False))} == {"ok"}
+
+
+@pytest.mark.parametrize(("exc", "status"), [(NotImplementedError(), "unsupported"),
+                                             (RuntimeError("No available kernel. Aborting execution."), "unsupported"),
+                                             (ValueError("boom"), "error")])
+def test_kernel_exceptions_become_statuses(exc: Exception, status: str) -> None:
+    def raising(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        raise exc
+
+    rows = run_user_kernel(raising)
+    assert [r.status for r in rows] == [status] * 3
+    assert all(type(exc).__name__ in r.message for r in rows)
+
+
+def test_reference_on_cuda_is_unsupported_without_touching_cuda() -> None:
+    from torch_impl.kernels import resolve_kernel
+
+    rows = run_user_kernel(resolve_kernel("reference"), tiny_case("reference", device="cuda"))
+    assert [r.status for r in rows] == ["unsupported"] * 3 and "devices" in rows[0].message
+
+
+def test_tflops_above_the_matmul_peak_is_flagged() -> None:
+    above = run_user_kernel(scratch_sdpa, matmul_peak=1e-15)
+    below = run_user_kernel(scratch_sdpa, matmul_peak=1e6)
+    assert all(r.status == "ok" and r.above_peak for r in above)
+    assert all(r.status == "ok" and not r.above_peak for r in below)
+
+
+def test_a_spent_time_budget_skips_cases_instead_of_running_them(tmp_path: Path) -> None:
+    report = run_grid(tiny_grid(kernels=("scratch",), budget_s=0.0))
+    assert {r["status"] for r in report["rows"]} == {"skipped"}
+    validate(report)
+    write_plot(report, tmp_path / "nothing_timed.png")  # a report with no ok row still plots
+
+
+def test_speedup_pairs_the_same_work_on_cpu_and_cuda() -> None:
+    def row(device: str, ms: float, L: int = 8) -> Row:
+        return Row("scratch", device, "float32", 1, 1, L, L, 8, False, "fwd", "ok", median_ms=ms)
+
+    rows = [row("cpu", 10.0), row("cuda", 2.0), row("cuda", 1.0, L=16)]
+    add_speedups(rows)
+    assert [r.speedup_over_cpu for r in rows] == [None, 5.0, None]
+    assert reference_over_scratch(rows) == []
+
+
+# Timing and memory ----------------------------------------------------------------------------------------
+
+
+def test_time_rounds_runs_setup_outside_each_timed_call() -> None:
+    calls: list[str] = []
+    timing = time_rounds(lambda: calls.append("fn"), "cpu", rounds=25, warmup=2, setup=lambda: calls.append("setup"))
+    assert calls == ["setup", "fn"] * 27
+    assert timing.rounds == 25 and timing.min_ms <= timing.p20_ms <= timing.median_ms <= timing.p80_ms
+
+
+def test_timing_needs_samples() -> None:
+    with pytest.raises(ValueError, match="samples_ms: expected at least one"):
+        Timing.from_samples([])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_cpu_peak_memory_sees_a_torch_allocation() -> None:
+    size = 64 * 2**20
+    peak = peak_memory_bytes(lambda: torch.ones(size // 4, dtype=torch.float32), "cpu")  # 64 MiB, touched
+    assert peak is not None and 0.9 * size <= peak <= 2 * size
+
+
+# The grid and the command ---------------------------------------------------------------------------------
+
+
+def test_full_grid_gives_the_gpu_the_cpu_shapes_for_the_speedup() -> None:
+    grid = preset("full", cuda=True)
+    cases = grid.cases()
+    cpu = {(c.kernel, c.dtype, c.shape, c.causal) for c in cases if c.device == "cpu" and c.dtype == "float32"}
+    cuda = {(c.kernel, c.dtype, c.shape, c.causal) for c in cases if c.device == "cuda"}
+    assert cpu and cpu <= cuda
+    assert {c.shape.L for c in cases if c.device == "cuda"} == {2**i for i in range(7, 15)}
+    assert {c.shape.B * c.shape.L for c in cases if c.device == "cuda" and c.dtype == "bfloat16"} == {16384}
+    assert all(c.device == "cpu" for c in preset("quick").cases())
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: DeviceGrid("cpu", F32, (8,), (3,), 16, 16, (16,), 1.0), "lengths: expected divisors of tokens=16"),
+    (lambda: DeviceGrid("cpu", F32, (5,), (8,), 16, 16, (16,), 1.0), "head_dims: expected divisors of width=16"),
+    (lambda: DeviceGrid("tpu", F32, (8,), (8,), 16, 16, (16,), 1.0), "device: expected 'cpu' or 'cuda'"),
+    (lambda: Grid("quick", ("scratch",), (), rounds=10), "rounds: expected at least 25"),
+    (lambda: Grid("quick", ("scratch",), (), modes=("fwd", "backward")), "modes: expected a subset"),
+    (lambda: preset("medium"), "preset: expected 'quick' or 'full'"),
+])
+def test_bad_grid_arguments_are_rejected(make, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bench_command_rejects_an_unknown_kernel() -> None:
+    result = CliRunner().invoke(app, ["bench", "--kernel", "no_such_kernel"])
+    assert result.exit_code == 2
+    assert "no_such_kernel" in result.output
+

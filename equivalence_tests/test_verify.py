@@ -1,0 +1,208 @@
+"""``triad verify``: correct kernels pass, every planted bug is caught and shrunk, bad kernels get a verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import triad
+from equivalence_tests.planted_kernels import PLANTED, correct_attention
+from triad.cli import app
+from triad.verify import KernelSupport, assert_attention_matches_reference, verify_attention
+from triad.verify.cases import FAMILIES
+from triad.verify.check import MUTATION_LINE, RAISES_LINE, SHAPE_LINE
+from triad.verify.metamorphic import RELATION_LINES
+from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED
+
+ROOT = Path(__file__).resolve().parents[1]
+# Far fewer than the default 200 where a kernel must pass (each passing case costs the whole budget);
+# planted bugs run with the default budget, which they stop using at their first failure.
+PASSING_EXAMPLES = 40
+
+
+@pytest.mark.parametrize("kernel", ["native", "sdpa-math", "sdpa-flash", "scratch", "reference"])
+def test_cpu_sdpa_backends_and_builtins_are_verified(kernel: str) -> None:
+    # native runs the default budget: the one run that must also reach every relation and input family
+    report = verify_attention(kernel, max_examples=200 if kernel == "native" else PASSING_EXAMPLES, seed=0)
+    assert report.verdict == VERIFIED, report.summary()
+    assert report.examples > 0
+    if kernel == "native":
+        for line in (*RELATION_LINES.values(), *(f"inputs: {family}" for family in FAMILIES)):
+            assert report.lines[line].examples > 0, line
+
+
+def test_sdpa_flash_declines_cases_it_cannot_run_and_they_show_as_skipped() -> None:
+    report = verify_attention("sdpa-flash", max_examples=PASSING_EXAMPLES, seed=0)
+    assert report.verdict == VERIFIED
+    assert report.skipped > 0  # flash on CPU has no kernel for d_v != d_head
+    assert any("No available kernel" in reason for reason in report.declined_reasons)
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_every_planted_bug_is_caught_within_the_default_budget_and_shrunk(name: str) -> None:
+    report = verify_attention(PLANTED[name], seed=0)
+    assert report.verdict == FAILED, f"{name} was not caught: {report.summary()}"
+    case = report.failure.case
+    assert case.B * case.H * case.Lq * case.Lk <= 2 * 2 * 17 * 17, f"{name}: not shrunk: {case.describe()}"
+    assert report.failure.failures()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("kernel", [correct_attention, "native"], ids=["correct_attention", "native"])
+def test_correct_kernels_raise_no_false_alarm_across_seeds(kernel, seed: int) -> None:
+    report = verify_attention(kernel, max_examples=PASSING_EXAMPLES, seed=seed)
+    assert report.verdict == VERIFIED, report.summary()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_native_is_verified_in_every_dtype_on_cpu(dtype: str) -> None:
+    report = verify_attention("native", dtype=dtype, max_examples=30, seed=0)
+    assert report.verdict == VERIFIED, report.summary()
+
+
+def test_the_written_repro_script_reproduces_the_failure(tmp_path: Path) -> None:
+    report = verify_attention(PLANTED["causal_off_by_one"], seed=0)
+    script = tmp_path / "repro.py"
+    report.write_repro(script)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert report.failure.case.describe() in run.stdout
+    fixed = subprocess.run([sys.executable, str(script), "equivalence_tests.planted_kernels:correct_attention"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def _wrong_shape(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)[..., :1, :]
+
+
+def _wrong_dtype(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale).double()
+
+
+def _non_tensor(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale).tolist()
+
+
+def _raises(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    raise ValueError("shapes not supported by my tiling")
+
+
+@pytest.mark.parametrize(("kernel", "line", "message"), [
+    (_wrong_shape, SHAPE_LINE, "expected shape"),
+    (_wrong_dtype, SHAPE_LINE, "expected dtype torch.float32"),
+    (_non_tensor, SHAPE_LINE, "returned a list"),
+    (_raises, RAISES_LINE, "raised ValueError: shapes not supported"),
+    (PLANTED["mutates_input"], MUTATION_LINE, "q was modified in place"),
+])
+def test_a_misbehaving_kernel_gets_a_verdict_not_a_traceback(kernel, line: str, message: str) -> None:
+    report = verify_attention(kernel, max_examples=20)
+    assert report.verdict == FAILED
+    failed = report.failure.failures()
+    assert failed[0].line == line and message in failed[0].message, failed[0].describe()
+
+
+@pytest.mark.parametrize(("kernel", "message"), [
+    ("no_such_module_xyz:attention", "cannot import module"),
+    ("fastest", "not a built-in kernel"),
+    (lambda q, k: q, "expected F.scaled_dot_product_attention's signature"),
+])
+def test_a_kernel_that_cannot_be_called_is_a_bad_kernel_verdict(kernel, message: str) -> None:
+    report = verify_attention(kernel)
+    assert report.verdict == BAD_KERNEL and message in report.message
+    assert report.exit_code == 2
+
+
+def test_bad_dtype_device_or_budget_are_reported_as_unsupported() -> None:
+    for kwargs, message in (({"dtype": "float8"}, "dtype: expected one of"),
+                            ({"device": "tpu"}, "device: expected one of"),
+                            ({"max_examples": 0}, "max_examples: expected a positive int")):
+        report = verify_attention("native", **kwargs)
+        assert report.verdict == UNSUPPORTED and message in report.message
+
+
+def test_declared_support_is_respected_and_the_rest_reported_skipped() -> None:
+    def causal_only(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        if attn_mask is not None:
+            raise AssertionError("the verifier passed a mask the kernel declared unsupported")
+        return correct_attention(q, k, v, None, dropout_p, is_causal, scale)
+
+    causal_only.triad_support = KernelSupport(masks=("is_causal",), fully_masked_rows=False)
+    report = verify_attention(causal_only, max_examples=40)
+    assert report.verdict == VERIFIED, report.summary()
+    for mask in ("bool_shared", "additive", "fully_masked_rows", "single_key"):
+        assert report.lines[f"mask: {mask}"].verdict == "skipped"
+    assert report.lines["mask: is_causal"].examples > 0
+    assert verify_attention("reference", dtype="float16").verdict == UNSUPPORTED  # declared float32/float64 only
+
+
+def test_a_kernel_declining_cases_at_run_time_is_skipped_not_failed() -> None:
+    def no_long_keys(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        if k.shape[-2] > 16:
+            raise NotImplementedError("Lk > 16")
+        return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+    report = verify_attention(no_long_keys, max_examples=40)
+    assert report.verdict == VERIFIED and report.skipped > 0
+    everything_declined = verify_attention(lambda q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                           scale=None: (_ for _ in ()).throw(NotImplementedError("no")),
+                                           max_examples=5)
+    assert everything_declined.verdict == UNSUPPORTED
+
+
+def test_non_determinism_is_reported_as_a_warning() -> None:
+    def noisy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        out = correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+        return out + out.detach() * torch.finfo(out.dtype).eps * torch.randint(0, 2, out.shape, dtype=out.dtype)
+
+    report = verify_attention(noisy, max_examples=30)
+    assert report.lines["repeated runs agree"].verdict == "warn", report.summary()
+
+
+def test_pytest_helper_passes_a_correct_kernel_and_fails_with_the_repro_script() -> None:
+    assert triad.assert_attention_matches_reference is assert_attention_matches_reference  # lazy re-export
+    assert triad.verify_attention is verify_attention
+    assert assert_attention_matches_reference(correct_attention, max_examples=20).passed
+    with pytest.raises(AssertionError, match="minimal failing case") as failure:
+        assert_attention_matches_reference(PLANTED["wrong_scale"])
+    assert "CASE = VerifyCase(" in str(failure.value)
+
+
+def test_import_triad_does_not_import_the_verifier() -> None:
+    code = "import sys, triad; assert 'triad.verify' not in sys.modules and 'hypothesis' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_cli_exit_codes_json_and_repro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", "native", "--max-examples", "10", "--json", str(tmp_path / "ok.json")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "ok.json").read_text())["verdict"] == VERIFIED
+    bad = runner.invoke(app, ["verify", "equivalence_tests.planted_kernels:wrong_scale", "--repro",
+                              str(tmp_path / "repro.py")])
+    assert bad.exit_code == 1, bad.output
+    assert "CASE = VerifyCase(" in (tmp_path / "repro.py").read_text()
+    assert runner.invoke(app, ["verify", "no_such_module_xyz:f"]).exit_code == 2
+    assert runner.invoke(app, ["verify", "native", "--dtype", "int8"]).exit_code == 2
+    if not torch.cuda.is_available():
+        assert runner.invoke(app, ["verify", "native", "--device", "cuda"]).exit_code == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("backend", ["sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math"])
+def test_sdpa_backends_on_cuda_are_verified(backend: str, dtype: str) -> None:
+    report = verify_attention(backend, device="cuda", dtype=dtype, max_examples=100, seed=0)
+    # a backend that runs no case at all in this dtype (e.g. flash in float32) is unsupported, not failed
+    assert report.verdict in (VERIFIED, UNSUPPORTED), report.summary()
+    if dtype != "float32" and backend != "sdpa-cudnn":
+        assert report.verdict == VERIFIED, report.summary()

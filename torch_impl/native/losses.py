@@ -1,0 +1,32 @@
+r"""Cross-entropy, native: ``F.cross_entropy(ignore_index=..., label_smoothing=...)`` (eps / V on every class).
+
+torch has no loss in the 2017 paper's convention (1 - eps on the target, eps / (V - 1) elsewhere), but the
+two target distributions coincide when torch's eps is :math:`\varepsilon V / (V - 1)`:
+its off-target share is then :math:`\varepsilon / (V - 1)` and its target share
+:math:`1 - \varepsilon V/(V-1) + \varepsilon/(V-1) = 1 - \varepsilon`. ``paper_label_smoothing_loss`` uses
+exactly that (possible while :math:`\varepsilon \le (V-1)/V`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """logits (..., V), targets (...) -> mean loss over the targets that are not ``ignore_index``."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=ignore_index,
+                           label_smoothing=label_smoothing)
+
+
+def paper_label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
+                               label_smoothing: float = 0.0) -> torch.Tensor:
+    """logits (..., V), targets (...) -> mean loss, 1 - eps on the target and eps / (V - 1) elsewhere."""
+    V = logits.shape[-1]
+    if label_smoothing > 0.0 and not (V >= 2 and label_smoothing <= (V - 1) / V):
+        raise ValueError(f"label_smoothing: native paper smoothing needs V >= 2 and eps <= (V-1)/V, "
+                         f"got eps={label_smoothing}, V={V}")
+    torch_eps = label_smoothing * V / (V - 1) if label_smoothing > 0.0 else 0.0
+    return cross_entropy(logits, targets, ignore_index, torch_eps)

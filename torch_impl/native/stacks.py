@@ -1,0 +1,66 @@
+"""Encoder and decoder stacks through ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``.
+
+The wrappers hold the torch stack in ``stack`` and take keep-masks (converted by ``torch_masks``).
+``norm`` is a final ``nn.LayerNorm`` when ``config.final_norm`` (``nn.Transformer`` always adds one;
+the standalone torch stacks default to none). Torch builds the layers with ``_get_clones``, so
+they start identical: load different weights (``torch_impl.convert.load_native``) before comparing.
+
+The encoder keeps torch's default ``enable_nested_tensor=True``: in eval mode without gradients and
+with a key-padding mask it runs the fast path, whose padded *query* rows are 0 before the final norm
+(pytorch #86120); the tests compare only non-padded rows there.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from reference.config import TransformerConfig
+from torch_impl.native.layers import decoder_layer, encoder_layer
+from torch_impl.native.multi_head_attention import torch_masks
+
+
+def final_norm(config: TransformerConfig) -> nn.LayerNorm | None:
+    """The stack's final layer norm, or None when ``config.final_norm`` is off."""
+    return nn.LayerNorm(config.d_model, config.layer_norm_eps, bias=config.bias) if config.final_norm else None
+
+
+class Encoder(nn.Module):
+    """x (B, L, D) -> (B, L, D) through ``config.n_encoder_layers`` layers."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        with warnings.catch_warnings():  # torch warns when a config (odd heads, pre-norm...) rules its fast path out
+            warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
+            self.stack = nn.TransformerEncoder(encoder_layer(config), config.n_encoder_layers, norm=final_norm(config))
+
+    def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, L, _ = x.shape
+        mask, padding, is_causal = torch_masks(src_mask, B, self.config.n_heads, L, L, "src_mask")
+        return self.stack(x, mask=mask, src_key_padding_mask=padding, is_causal=is_causal)  # (B, L, D)
+
+
+class Decoder(nn.Module):
+    """x (B, Lt, D), memory (B, Ls, D) -> (B, Lt, D) through ``config.n_decoder_layers`` layers."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stack = nn.TransformerDecoder(decoder_layer(config), config.n_decoder_layers, norm=final_norm(config))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_mask: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        (B, Lt, _), Ls, H = x.shape, memory.shape[1], self.config.n_heads
+        tgt, tgt_padding, tgt_causal = torch_masks(tgt_mask, B, H, Lt, Lt, "tgt_mask")
+        mem, mem_padding, mem_causal = torch_masks(memory_mask, B, H, Lt, Ls, "memory_mask")
+        return self.stack(x, memory, tgt_mask=tgt, memory_mask=mem, tgt_key_padding_mask=tgt_padding,
+                          memory_key_padding_mask=mem_padding, tgt_is_causal=tgt_causal,
+                          memory_is_causal=mem_causal)  # (B, Lt, D)

@@ -1,0 +1,39 @@
+"""The ``triad bench`` command's work: pick the grid, run it with a progress bar, print and write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from torch_impl.kernels import KernelNotFoundError, resolve_kernel
+from triad.bench.grid import preset
+from triad.bench.report import print_report, write_json, write_plot
+from triad.bench.runner import run_grid
+
+
+def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plot_path: Path | None,
+              console: Console) -> int:
+    """Exit code: 0 the run finished (unsupported/oom/wrong rows are results), 2 a usage error."""
+    try:
+        for name in kernels or []:
+            resolve_kernel(name)
+    except KernelNotFoundError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    grid = preset("full" if full else "quick", tuple(kernels) if kernels else None, cuda=torch.cuda.is_available())
+    cases = grid.cases()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("matmul peak", total=len(cases))
+        report = run_grid(grid, progress=lambda label: progress.update(task, advance=1, description=label))
+    print_report(report, console)
+    if json_path is not None:
+        write_json(report, json_path)
+        console.print(f"JSON written to {json_path}")
+    if plot_path is not None:
+        write_plot(report, plot_path)
+        console.print(f"plot written to {plot_path}")
+    return 0

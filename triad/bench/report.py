@@ -1,0 +1,118 @@
+"""The report of a ``triad bench`` run: a rich table, the JSON file (``schema.json``) and the PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) every ``--json`` report satisfies."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def _header_line(header: dict[str, Any]) -> str:
+    cuda = header["cuda"]
+    gpu = (f"; GPU {cuda['device']} (driver {cuda['driver']}, CUDA {cuda['cuda']}, cuDNN {cuda['cudnn']}, "
+           f"TF32 {'on' if cuda['tf32'] else 'off'})") if cuda else "; no GPU"
+    return (f"CPU {header['cpu_model']} ({header['cpu_count']} cores, torch threads {header['torch_threads']}, "
+            f"OMP_NUM_THREADS={header['omp_num_threads']}){gpu}; torch {header['torch']}, numpy {header['numpy']}; "
+            f"{header['rounds']} timed rounds after {header['warmup']} warm-up, median [p20, p80]")
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """The table (one line per row), the matmul peaks, the FLOP convention and the reference/scratch ratio."""
+    header = report["header"]
+    table = Table(title=f"triad bench --{header['preset']}: attention core", caption=_header_line(header))
+    for column in ("kernel", "device", "dtype", "B x H x L x d", "causal", "mode", "median ms [p20, p80]",
+                   "TFLOP/s", "% matmul peak", "peak mem", "GPU/CPU", "status"):
+        table.add_column(column, justify="right" if column in ("TFLOP/s", "% matmul peak", "peak mem", "GPU/CPU")
+                         else "left")
+    for r in report["rows"]:
+        ok = r["status"] == "ok"
+        status = "[green]ok[/]" if ok else f"[yellow]{r['status']}[/]"
+        if r["above_peak"]:
+            status = "[bold red]above peak: broken measurement[/]"
+        table.add_row(
+            r["kernel"], r["device"], r["dtype"], f"{r['B']}x{r['H']}x{r['Lq']}x{r['d_head']}",
+            "yes" if r["causal"] else "no", r["mode"],
+            f"{r['median_ms']:.3f} [{r['p20_ms']:.3f}, {r['p80_ms']:.3f}]" if ok else "-",
+            f"{r['tflops']:.4f}" if ok else "-",
+            f"{100 * r['peak_share']:.1f}%" if ok and r["peak_share"] is not None else "-",
+            _bytes(r["peak_memory_bytes"]),
+            f"{r['speedup_over_cpu']:.1f}x" if r["speedup_over_cpu"] is not None else "-",
+            status,
+        )
+    console.print(table, width=max(console.width, 150))  # a narrow or non-terminal console would wrap every cell
+    reasons = dict.fromkeys((r["kernel"], r["status"], r["message"]) for r in report["rows"] if r["status"] != "ok")
+    for kernel, status, message in reasons:
+        console.print(f"{kernel}: {status}: {message}")
+    for peak in report["matmul_peaks"]:
+        console.print(f"matmul peak {peak['device']} {peak['dtype']}: {peak['tflops']:.4f} TFLOP/s "
+                      f"(fastest round of the best square matmul, n={peak['n']})")
+    console.print(header["flop_convention"])
+    ratios = report["reference_over_scratch"]
+    if ratios:
+        worst = max(ratios, key=lambda x: x["ratio"])
+        console.print(f"NumPy reference over scratch (CPU, same shapes and dtype): median ratio "
+                      f"{sorted(x['ratio'] for x in ratios)[len(ratios) // 2]:.2f}, worst {worst['ratio']:.2f} "
+                      f"({worst['dtype']} L={worst['L']} {worst['mode']}{' causal' if worst['causal'] else ''}); "
+                      f"target: within 2x")
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+
+
+def write_plot(report: dict[str, Any], path: Path) -> None:
+    """TFLOP/s against L: one panel per device/dtype/head dim (rows) and mode (columns), one colour per kernel,
+    solid non-causal and dashed causal, the matmul peak as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    modes = list(dict.fromkeys(r["mode"] for r in report["rows"]))
+    panels = list(dict.fromkeys((r["device"], r["dtype"], r["d_head"]) for r in report["rows"]))
+    kernels = list(dict.fromkeys(r["kernel"] for r in report["rows"]))
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kernels)}
+    peaks = {(p["device"], p["dtype"]): p["tflops"] for p in report["matmul_peaks"]}
+    fig, axes = plt.subplots(len(panels), len(modes), figsize=(5 * len(modes), 3.6 * len(panels)), squeeze=False)
+    for i, (device, dtype, d_head) in enumerate(panels):
+        for j, mode in enumerate(modes):
+            ax = axes[i][j]
+            for kernel in kernels:
+                for causal in (False, True):
+                    line = sorted((r["Lq"], r["tflops"]) for r in rows if (r["device"], r["dtype"], r["d_head"],
+                                  r["mode"], r["kernel"], r["causal"]) == (device, dtype, d_head, mode, kernel, causal))
+                    if line:
+                        ax.plot([L for L, _ in line], [tf for _, tf in line], marker="o", color=colours[kernel],
+                                linestyle="--" if causal else "-", label=f"{kernel}{' causal' if causal else ''}")
+            if (device, dtype) in peaks:
+                ax.axhline(peaks[(device, dtype)], color="grey", linestyle=":", label="matmul peak")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{device} {dtype} d={d_head} {mode}")
+            ax.set_xlabel("sequence length L (B x L fixed)")
+            ax.set_ylabel("TFLOP/s")
+            ax.grid(True, alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 6)), fontsize="small")
+    header = report["header"]
+    gpu = f", {header['cuda']['device']}" if header["cuda"] else ""
+    fig.suptitle(f"triad bench --{header['preset']}: {header['cpu_model']}{gpu}, torch {header['torch']}")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

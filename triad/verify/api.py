@@ -1,0 +1,311 @@
+"""``verify_attention``: search for a case where a kernel disagrees with the float64 reference.
+
+Hypothesis draws cases (``triad.verify.cases``) the kernel declares it supports; each case is
+checked by ``check_one_case`` (agreement with the oracle against the baseline, shape and dtype,
+NaN/inf, input mutation, autograd, determinism, the metamorphic relations, dropout). At the first failure
+hypothesis shrinks the case to a minimal one, which the report keeps with a script that replays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, Phase, given, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import HypothesisException
+
+from torch_impl.kernels import KernelNotFoundError, resolve_kernel
+from torch_impl.scratch.attention import scaled_dot_product_attention as baseline_sdpa
+from triad.tolerance import max_abs_err
+from triad.verify.cases import FAMILIES, MASK_KINDS, TORCH_DTYPES, VerifyCase, applicable_relations, verify_cases
+from triad.verify.check import (
+    AUTOGRAD_LINE,
+    DETERMINISM_LINE,
+    FINITE_LINE,
+    MUTATION_LINE,
+    RAISES_LINE,
+    SHAPE_LINE,
+    TENSORS,
+    CaseOutcome,
+    CheckResult,
+    Kernel,
+    KernelDeclinedError,
+    KernelProblemError,
+    agreement_checks,
+    call_kernel,
+    mask_tensor,
+    oracle,
+    rule_check,
+    run_kernel,
+    same_bits,
+)
+from triad.verify.dropout import DROPOUT_LINE, dropout_check
+from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
+from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
+from triad.verify.support import DEVICES, DTYPES, KernelSupport, declared_support
+
+DEFAULT_MAX_EXAMPLES = 200
+
+
+def kernel_spec(kernel: str | Kernel) -> str | None:
+    """The name a script can resolve the kernel by: the string given, or ``module:qualname`` if importable."""
+    if isinstance(kernel, str):
+        return kernel
+    module, qualname = getattr(kernel, "__module__", None), getattr(kernel, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        return None
+    spec = f"{module}:{qualname}"
+    try:
+        return spec if resolve_kernel(spec) is kernel else None
+    except KernelNotFoundError:
+        return None
+
+
+def _signature_problem(kernel: Kernel) -> str:
+    """Why ``kernel`` cannot be called like SDPA, or "" (also when Python cannot tell, as for some builtins)."""
+    try:
+        signature = inspect.signature(kernel)
+    except (TypeError, ValueError):
+        return ""
+    try:
+        signature.bind(None, None, None, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None)
+    except TypeError as exc:
+        return (f"kernel: expected F.scaled_dot_product_attention's signature (q, k, v, attn_mask=None, "
+                f"dropout_p=0.0, is_causal=False, scale=None), got {signature}: {exc}")
+    return ""
+
+
+def _forward_fn(kernel: Kernel, case: VerifyCase, dtype: str, device: str) -> Callable[..., np.ndarray]:
+    """A forward-only runner on float64 arrays, for the metamorphic relations."""
+    def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, is_causal: bool,
+                scale: float | None = case.effective_scale) -> np.ndarray:
+        tensors = [torch.tensor(np.ascontiguousarray(x), dtype=TORCH_DTYPES[dtype], device=device) for x in (q, k, v)]
+        with torch.no_grad():
+            out = call_kernel(kernel, *tensors, mask_tensor(mask, dtype, device), is_causal, scale)
+        return out.double().cpu().numpy()
+    return forward
+
+
+def _relation_check(kernel: Kernel, case: VerifyCase, relation: str, arrays: dict[str, Any], dtype: str,
+                    device: str, magnitudes: dict[str, float]) -> CheckResult:
+    lhs, rhs = relation_sides(relation, _forward_fn(kernel, case, dtype, device), arrays, case)
+    base_lhs, base_rhs = relation_sides(relation, _forward_fn(baseline_sdpa, case, dtype, device), arrays, case)
+    return rule_check(RELATION_LINES[relation], "max", max_abs_err(lhs, rhs), max_abs_err(base_lhs, base_rhs),
+                      relation_magnitude(relation, magnitudes["out"]), dtype,
+                      relation_logits(relation, magnitudes["logit_magnitude"], case))
+
+
+def check_one_case(kernel: str | Kernel, case: VerifyCase, *, device: str = "cpu", dtype: str = "float32",
+                   supports: KernelSupport | None = None) -> CaseOutcome:
+    """Every check of one case (what each hypothesis example runs, and what a repro script calls)."""
+    kernel = resolve_kernel(kernel)
+    support = declared_support(kernel, supports)
+    backward = support.backward
+    arrays = case.arrays(dtype)
+    expected, magnitudes = oracle(case, arrays)
+    outcome = CaseOutcome(case, logits=magnitudes["logits"])  # max |S|, for the report's "logits" line
+    if not backward:
+        expected = {"out": expected["out"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SDPA warns for every backend it passes over
+        try:
+            actual = run_kernel(kernel, case, arrays, dtype, device, backward)
+            baseline = run_kernel(baseline_sdpa, case, arrays, dtype, device, backward)
+            outcome.checks += agreement_checks(actual, baseline, expected, magnitudes, dtype)
+            outcome.nondeterministic = not same_bits(actual, run_kernel(kernel, case, arrays, dtype, device, backward))
+            for relation in applicable_relations(case, support):
+                try:  # a relation's runs (dropout, one more head dim) may be declined on their own
+                    if relation == "dropout":
+                        check = dropout_check(kernel, case, arrays, expected["out"], magnitudes, dtype, device)
+                    else:
+                        check = _relation_check(kernel, case, relation, arrays, dtype, device, magnitudes)
+                    outcome.checks.append(check)
+                except KernelDeclinedError as exc:
+                    line = DROPOUT_LINE if relation == "dropout" else RELATION_LINES[relation]
+                    outcome.declined_lines[line] = str(exc)
+        except KernelDeclinedError as exc:
+            outcome.declined = str(exc)
+        except KernelProblemError as exc:
+            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
+    return outcome
+
+
+HEAD_DIM_BUCKETS = ((1, 16), (17, 64), (65, 128), (129, 256))
+HEAD_DIM_LINES = tuple(f"head dim {lo}-{hi}" for lo, hi in HEAD_DIM_BUCKETS)
+LQ_NE_LK = "Lq != Lk"
+TAIL_BLOCKS = "tail blocks: a length > 16 not a multiple of 16"
+PER_ELEMENT_MASKS = "batch > 1, a different mask per element"
+SCALE_OVERRIDE = "scale override"
+NON_CONTIGUOUS = "non-contiguous inputs (transposed views)"
+BIG_LOGITS = "logits in the hundreds or more"
+
+
+def case_features(case: VerifyCase, logits: float) -> list[str]:
+    """The report lines (features searched) a case counts towards."""
+    features = [f"mask: {case.mask}", f"inputs: {case.family}"]
+    features += [line for (lo, hi), line in zip(HEAD_DIM_BUCKETS, HEAD_DIM_LINES, strict=True) if lo <= case.E <= hi]
+    conditions = {
+        LQ_NE_LK: case.Lq != case.Lk,
+        TAIL_BLOCKS: any(n > 16 and n % 16 for n in (case.Lq, case.Lk)),
+        PER_ELEMENT_MASKS: case.B > 1 and case.mask not in ("none", "is_causal", "bool_shared"),
+        SCALE_OVERRIDE: case.effective_scale is not None,
+        NON_CONTIGUOUS: case.non_contiguous,
+        BIG_LOGITS: logits >= 100.0,
+    }
+    return features + [line for line, holds in conditions.items() if holds]
+
+
+def _empty_report_lines(report: Report, support: KernelSupport) -> None:
+    """Create every line up front (in reading order), marking what the kernel's declaration rules out."""
+    for name in (RAISES_LINE, SHAPE_LINE, FINITE_LINE, MUTATION_LINE, AUTOGRAD_LINE, DETERMINISM_LINE, *TENSORS):
+        report.line(name)
+    if not support.backward:
+        for name in (AUTOGRAD_LINE, "dq", "dk", "dv"):
+            report.line(name).note = "kernel declares no backward"
+    for relation, name in RELATION_LINES.items():
+        report.line(name)
+        if relation in ("row_constant", "bias_as_head_dim") and "additive" not in support.masks:
+            report.line(name).note = "needs additive masks, which the kernel declares unsupported"
+    for mask in MASK_KINDS:
+        report.line(f"mask: {mask}")
+    for family in FAMILIES:
+        report.line(f"inputs: {family}")
+    for name in (*HEAD_DIM_LINES, LQ_NE_LK, TAIL_BLOCKS, PER_ELEMENT_MASKS, SCALE_OVERRIDE, NON_CONTIGUOUS, BIG_LOGITS):
+        report.line(name)
+    report.line(DROPOUT_LINE)
+    if not support.dropout:
+        report.line(DROPOUT_LINE).note = "kernel declares no dropout"
+
+
+def _tally(report: Report, outcome: CaseOutcome) -> None:
+    features = case_features(outcome.case, outcome.logits)
+    if outcome.declined:
+        report.skipped += 1
+        for name in features:
+            report.line(name).skipped += 1
+        if outcome.declined not in report.declined_reasons and len(report.declined_reasons) < 3:
+            report.declined_reasons.append(outcome.declined)
+        return
+    report.examples += 1
+    for name, reason in outcome.declined_lines.items():
+        report.line(name).skipped += 1
+        if reason not in report.declined_reasons and len(report.declined_reasons) < 3:
+            report.declined_reasons.append(reason)
+    lines_hit = set(features) | {c.line for c in outcome.checks}
+    if not outcome.failed:
+        lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
+        lines_hit |= {AUTOGRAD_LINE} if any(c.line == "dq" for c in outcome.checks) else set()
+    lines_hit.add(DETERMINISM_LINE)
+    for name in lines_hit:
+        report.line(name).examples += 1
+    for check in outcome.checks:
+        report.line(check.line).add(check)
+    agreement = [c for c in outcome.checks if c.line in TENSORS]
+    for name in features:
+        for check in agreement:
+            report.line(name).add(check)
+    if outcome.nondeterministic:
+        report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
+
+
+def verify_attention(
+    kernel: str | Kernel,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int = 0,
+    supports: KernelSupport | None = None,
+    on_example: Callable[[int], None] | None = None,
+) -> Report:
+    """Search ``max_examples`` cases for a disagreement with the float64 reference; never raises for a bad kernel.
+
+    ``kernel``: a built-in name (``native``, ``sdpa-math``, ...), ``package.module:function`` or a
+    callable with ``F.scaled_dot_product_attention``'s signature. ``on_example(n)`` is called after
+    each case (a progress bar). The report's verdict is ``verified``, ``failed`` (with the minimal
+    failing case and a repro script), ``unsupported`` or ``bad kernel``.
+    """
+    name = kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", repr(kernel))
+    report = Report(kernel=str(name), device=device, dtype=dtype, verdict=VERIFIED, seed=seed)
+    if dtype not in DTYPES:
+        report.verdict, report.message = UNSUPPORTED, f"dtype: expected one of {DTYPES}, got {dtype!r}"
+        return report
+    if device not in DEVICES or (device == "cuda" and not torch.cuda.is_available()):
+        report.verdict = UNSUPPORTED
+        report.message = f"device: expected one of {DEVICES} (cuda only where available), got {device!r}"
+        return report
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        report.verdict, report.message = UNSUPPORTED, f"max_examples: expected a positive int, got {max_examples!r}"
+        return report
+    try:
+        resolved = resolve_kernel(kernel)
+        support = declared_support(resolved, supports)
+    except (KernelNotFoundError, TypeError) as exc:
+        report.verdict, report.message = BAD_KERNEL, str(exc)
+        return report
+    problem = _signature_problem(resolved)
+    if problem:
+        report.verdict, report.message = BAD_KERNEL, problem
+        return report
+    for wanted, allowed, what in ((dtype, support.dtypes, "dtypes"), (device, support.devices, "devices")):
+        if wanted not in allowed:
+            report.verdict = UNSUPPORTED
+            report.message = f"{wanted}: the kernel declares {what} {allowed} only"
+            return report
+
+    _empty_report_lines(report, support)
+    failures: list[CaseOutcome] = []
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+              phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
+    @given(case=verify_cases(support, dtype))
+    def search(case: VerifyCase) -> None:
+        outcome = check_one_case(resolved, case, device=device, dtype=dtype, supports=support)
+        searching = not failures  # after the first failure hypothesis shrinks; the tally is the search's
+        if searching:
+            _tally(report, outcome)
+            if on_example is not None:
+                on_example(report.examples + report.skipped)
+        if outcome.failed:  # one raise site: hypothesis tells failures apart by where they are raised
+            failures.append(outcome)
+            raise AssertionError(outcome.summary())
+        margins = [c.margin for c in outcome.checks if c.stat]
+        if searching and margins:
+            target(min(max(margins), 1e6), label="error / allowed error")
+
+    started = time.perf_counter()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    # TF32 would make the float32 baseline ~1e-3 relative and let a kernel as imprecise pass
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
+        with contextlib.suppress(AssertionError, HypothesisException):
+            search()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    report.seconds = time.perf_counter() - started
+    if failures:
+        report.verdict = FAILED
+        report.failure = failures[-1]
+        report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype)
+    elif report.examples == 0:
+        report.verdict = UNSUPPORTED
+        report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)
+    return report
+
+
+def assert_attention_matches_reference(kernel: str | Kernel, **kwargs: Any) -> Report:
+    """For a user's pytest: ``verify_attention(kernel, **kwargs)`` and fail with the minimal case unless verified."""
+    report = verify_attention(kernel, **kwargs)
+    if not report.passed:
+        raise AssertionError(report.summary() + ("\n\n" + report.repro_script if report.repro_script else ""))
+    return report

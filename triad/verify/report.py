@@ -1,0 +1,172 @@
+"""What ``triad verify`` found: one line per feature and per check, the minimal failure, a repro script.
+
+Each line aggregates the cases that exercised it: how many ran, how many the kernel declined
+(skipped), and the worst comparison among them -- the kernel's error, the baseline's error and
+their ratio, all relative to the magnitude of the result -- and a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from triad.verify.check import CaseOutcome, CheckResult
+
+# Verdicts of a whole run, with the CLI's exit code.
+VERIFIED, FAILED, UNSUPPORTED, BAD_KERNEL = "verified", "failed", "unsupported", "bad kernel"
+EXIT_CODES = {VERIFIED: 0, FAILED: 1, UNSUPPORTED: 2, BAD_KERNEL: 2}
+
+
+@dataclass
+class Line:
+    """One feature or check, over every case that exercised it."""
+
+    name: str
+    examples: int = 0
+    skipped: int = 0
+    failures: int = 0
+    worst: CheckResult | None = None  # the comparison closest to (or furthest over) its bound
+    note: str = ""  # e.g. why a feature was not searched, or that runs were not bitwise equal
+
+    def add(self, check: CheckResult) -> None:
+        self.failures += not check.passed
+        if check.message and not check.passed:
+            self.note = check.message
+        if check.stat and (self.worst is None or check.margin > self.worst.margin):
+            self.worst = check
+
+    @property
+    def verdict(self) -> str:
+        if self.failures:
+            return "FAIL"
+        if self.examples == 0:
+            return "skipped"
+        if self.note:
+            return "warn"
+        return "pass"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "examples": self.examples, "skipped": self.skipped, "failures": self.failures,
+                "verdict": self.verdict, "note": self.note,
+                "worst": None if self.worst is None else self.worst.to_json()}
+
+
+@dataclass
+class Report:
+    kernel: str
+    device: str
+    dtype: str
+    verdict: str
+    message: str = ""  # for "bad kernel" / "unsupported": what is wrong
+    examples: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    seed: int = 0
+    lines: dict[str, Line] = field(default_factory=dict)
+    failure: CaseOutcome | None = None  # the minimal failing case hypothesis shrank to
+    repro_script: str = ""
+    declined_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == VERIFIED
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def line(self, name: str) -> Line:
+        return self.lines.setdefault(name, Line(name))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel, "device": self.device, "dtype": self.dtype, "verdict": self.verdict,
+            "message": self.message, "examples": self.examples, "skipped": self.skipped,
+            "seconds": self.seconds, "seed": self.seed, "declined_reasons": self.declined_reasons,
+            "lines": [line.to_json() for line in self.lines.values()],
+            "failure": None if self.failure is None else {
+                "case": self.failure.case.to_json(),
+                "description": self.failure.case.describe(),
+                "checks": [c.to_json() for c in self.failure.failures()],
+            },
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True))
+
+    def write_repro(self, path: Path) -> None:
+        if not self.repro_script:
+            raise ValueError(f"repro: nothing to reproduce, the verdict is {self.verdict!r}")
+        path.write_text(self.repro_script)
+
+    def summary(self) -> str:
+        head = f"{self.kernel} on {self.device} in {self.dtype}: {self.verdict}"
+        if self.message:
+            return f"{head}: {self.message}"
+        text = f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed})"
+        if self.failure is not None:
+            text += "\nminimal failing case:\n" + self.failure.summary()
+        return text
+
+    def render(self, console: Console) -> None:
+        """The rich table, then the minimal failing case, if any."""
+        if self.message:
+            console.print(f"[bold red]{self.summary()}[/]")
+            return
+        table = Table(title=f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
+                            "result's magnitude; allowed = 2 x baseline + floor")
+        for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
+            table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
+        styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim"}
+        for line in self.lines.values():
+            w = line.worst
+            table.add_row(
+                line.name, str(line.examples), str(line.skipped),
+                "-" if w is None else f"{w.err:.2e} ({w.stat})", "-" if w is None else f"{w.baseline_err:.2e}",
+                "-" if w is None else f"{w.ratio:.3g}",
+                f"[{styles[line.verdict]}]{line.verdict}[/]" + (f" {line.note}" if line.note else ""),
+            )
+        console.print(table)
+        if self.declined_reasons:
+            console.print("kernel declined some cases: " + "; ".join(self.declined_reasons))
+        style = "green" if self.passed else "bold red"
+        console.print(f"[{style}]{self.summary()}[/]")
+
+
+def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str) -> str:
+    """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it."""
+    case = failure.case
+    fields = ", ".join(f"{name}={value!r}" for name, value in case.to_json().items())
+    found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
+    spec_line = (f"KERNEL = {kernel_spec!r}" if kernel_spec else
+                 "KERNEL = None  # the kernel had no importable name; pass MODULE:FUNCTION on the command line")
+    return f'''"""Reproduce the failure ``triad verify`` found, on the minimal case hypothesis shrank to.
+
+    python {{this file}} [MODULE:FUNCTION]
+
+Exit status 1 while the kernel still fails this case, 0 once it passes.
+"""
+# Found on {device}, {dtype}:
+{found}
+
+import sys
+
+from triad.verify.api import check_one_case
+from triad.verify.cases import VerifyCase
+
+{spec_line}
+CASE = VerifyCase({fields})
+
+if __name__ == "__main__":
+    spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
+    if spec is None:
+        sys.exit("usage: python {{this file}} MODULE:FUNCTION")
+    outcome = check_one_case(spec, CASE, device={device!r}, dtype={dtype!r})
+    print(outcome.summary())
+    sys.exit(1 if outcome.failed else 0)
+'''

@@ -1,0 +1,85 @@
+"""What a kernel says it supports, so that the verifier skips (and reports) what it cannot run.
+
+A kernel declares its support with an attribute::
+
+    def my_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None): ...
+    my_attention.triad_support = KernelSupport(dtypes=("float16", "bfloat16"), max_head_dim=128,
+                                               masks=("is_causal",))
+
+or the caller passes ``supports=`` to ``verify_attention``. Without either, a kernel is assumed
+to support everything SDPA does. A kernel may also decline one case at run time by raising
+``NotImplementedError``; PyTorch's pinned SDPA backends decline with a ``RuntimeError`` whose
+message starts with ``No available kernel`` (for example flash on CPU when ``d_v != d_head``).
+Both are counted as skipped, not failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch_impl.kernels import BUILTIN_KERNELS
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda")
+# "bool": a boolean keep-mask; "additive": a float mask added to the scores; "is_causal": SDPA's flag.
+MASKS = ("is_causal", "bool", "additive")
+
+
+@dataclass(frozen=True)
+class KernelSupport:
+    dtypes: tuple[str, ...] = DTYPES
+    devices: tuple[str, ...] = DEVICES
+    min_head_dim: int = 1
+    max_head_dim: int = 256
+    masks: tuple[str, ...] = MASKS
+    fully_masked_rows: bool = True  # rows whose keys are all masked: output 0 and gradient 0 (SDPA's rule)
+    different_value_dim: bool = True  # d_v != d_head
+    different_lengths: bool = True  # Lq != Lk
+    scale: bool = True  # a scale override instead of 1/sqrt(d_head)
+    non_contiguous: bool = True  # strided inputs such as the transposed views a head split produces
+    backward: bool = True  # gradients through autograd
+    dropout: bool = True  # dropout_p > 0 (checked statistically: see triad.verify.dropout)
+
+    def __post_init__(self) -> None:
+        for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
+                                      ("masks", self.masks, MASKS)):
+            unknown = [v for v in values if v not in allowed]
+            if unknown:
+                raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
+        if not 1 <= self.min_head_dim <= self.max_head_dim:
+            raise ValueError(
+                f"min_head_dim, max_head_dim: expected 1 <= min <= max, got {self.min_head_dim}, {self.max_head_dim}"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The NumPy reference runs on the CPU in float32/float64 only; everything else runs whatever SDPA runs
+# (a pinned backend declines the rest at run time).
+BUILTIN_SUPPORT: dict[str, KernelSupport] = {
+    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",)),
+}
+
+
+def declared_support(kernel: Any, supports: KernelSupport | None = None) -> KernelSupport:
+    """``supports`` if given, else the kernel's ``triad_support`` attribute, else a built-in's entry, else all."""
+    if supports is not None:
+        return supports
+    declared = getattr(kernel, "triad_support", None)
+    if isinstance(declared, KernelSupport):
+        return declared
+    if declared is not None:
+        raise TypeError(f"triad_support: expected a KernelSupport, got {type(declared).__name__}")
+    for name, builtin in BUILTIN_KERNELS.items():
+        if builtin is kernel and name in BUILTIN_SUPPORT:
+            return BUILTIN_SUPPORT[name]
+    return KernelSupport()
+
+
+def is_declined(exc: BaseException) -> bool:
+    """True when an exception means "this kernel does not run this case", not "this kernel is wrong"."""
+    if isinstance(exc, NotImplementedError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("No available kernel")
