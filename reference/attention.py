@@ -100,7 +100,8 @@ def attention_forward(
         raise ValueError(f"scale: expected a finite float, got {scale}")
     scale = q.dtype.type(scale)  # a float64 scalar would silently promote float32 work to float64
 
-    scores = scale * (q @ np.swapaxes(k, -1, -2))  # (B, H, Lq, Lk)
+    # Scale q before the product, not the product after: in fp16 a raw q.k above 65504 is inf.
+    scores = (scale * q) @ np.swapaxes(k, -1, -2)  # (B, H, Lq, Lk)
     if is_causal:
         attn_mask = np.tril(np.ones((Lq, Lk), dtype=bool))  # (Lq, Lk), top-left
     if attn_mask is not None and attn_mask.dtype == np.bool_:

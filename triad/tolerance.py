@@ -77,32 +77,26 @@ KERNEL_LOGIT_FLOOR_FACTOR = 4.0
 EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
-def max_abs_err(actual: Any, expected: np.ndarray) -> float:
-    """max |actual - expected|, or inf if shapes differ or ``actual`` holds NaN/inf where ``expected`` is finite."""
+def _abs_diff(actual: Any, expected: np.ndarray) -> np.ndarray | None:
+    """|actual - expected| as float64, or None if shapes differ or ``actual`` is NaN/inf where ``expected`` is not."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
+        return None
     diff = np.abs(a - e)
-    if not np.all(np.isfinite(diff)):
-        return float("inf")
-    return float(np.max(diff))
+    return diff if np.all(np.isfinite(diff)) else None
+
+
+def max_abs_err(actual: Any, expected: np.ndarray) -> float:
+    """max |actual - expected|; inf on a shape mismatch or a NaN/inf where ``expected`` is finite."""
+    diff = _abs_diff(actual, expected)
+    return float("inf") if diff is None else float(np.max(diff, initial=0.0))
 
 
 def mean_abs_err(actual: Any, expected: np.ndarray) -> float:
-    """mean |actual - expected|, or inf if shapes differ or ``actual`` holds NaN/inf where ``expected`` is finite."""
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    if a.shape != e.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
-    diff = np.abs(a - e)
-    if not np.all(np.isfinite(diff)):
-        return float("inf")
-    return float(np.mean(diff))
+    """mean |actual - expected|; inf on a shape mismatch or a NaN/inf where ``expected`` is finite."""
+    diff = _abs_diff(actual, expected)
+    return float("inf") if diff is None else (float(np.mean(diff)) if diff.size else 0.0)
 
 
 def max_rel_err(actual: Any, expected: np.ndarray, magnitude: float = 0.0) -> float:

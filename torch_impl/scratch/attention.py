@@ -36,7 +36,8 @@ def scaled_dot_product_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(E)
 
-    scores = scale * (q @ k.transpose(-1, -2))  # (B, H, Lq, Lk)
+    # Scale q before the product, not the product after: in fp16 a raw q.k above 65504 is inf.
+    scores = (scale * q) @ k.transpose(-1, -2)  # (B, H, Lq, Lk)
     if is_causal:
         attn_mask = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril()  # (Lq, Lk), top-left
     if attn_mask is not None and attn_mask.dtype == torch.bool:

@@ -218,8 +218,7 @@ def _timed_modes(kernel: Kernel, case: Case, modes: tuple[str, ...], rounds: int
 def _status(exc: BaseException) -> str:
     if _is_oom(exc):
         return "oom"
-    # torch 2.13 words a pinned backend's refusal "No viable backend ...", older ones "No available kernel".
-    if is_declined(exc) or (isinstance(exc, RuntimeError) and str(exc).startswith("No viable backend")):
+    if is_declined(exc):
         return "unsupported"
     return "wrong" if isinstance(exc, WrongOutputError) else "error"
 

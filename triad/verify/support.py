@@ -9,7 +9,8 @@ A kernel declares its support with an attribute::
 or the caller passes ``supports=`` to ``verify_attention``. Without either, a kernel is assumed
 to support everything SDPA does. A kernel may also decline one case at run time by raising
 ``NotImplementedError``; PyTorch's pinned SDPA backends decline with a ``RuntimeError`` whose
-message starts with ``No available kernel`` (for example flash on CPU when ``d_v != d_head``).
+message starts with ``No available kernel`` (for example flash on CPU when ``d_v != d_head``) or,
+in torch 2.13 when the backend does not exist on the device at all, ``No viable backend``.
 Both are counted as skipped, not failed.
 """
 
@@ -82,4 +83,4 @@ def is_declined(exc: BaseException) -> bool:
     """True when an exception means "this kernel does not run this case", not "this kernel is wrong"."""
     if isinstance(exc, NotImplementedError):
         return True
-    return isinstance(exc, RuntimeError) and str(exc).startswith("No available kernel")
+    return isinstance(exc, RuntimeError) and str(exc).startswith(("No available kernel", "No viable backend"))
