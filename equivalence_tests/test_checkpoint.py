@@ -120,8 +120,9 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
 def test_invalid_config_in_the_metadata_is_named(tmp_path):
     path = tmp_path / "model.safetensors"
     params = _params()
-    metadata = {"format": ckpt.FORMAT, "kind": "decoder_only", "task": "{}", "sha256": ckpt._digest(params),
+    metadata = {"format": ckpt.FORMAT, "kind": "decoder_only", "task": "{}",
                 "config": json.dumps({**CONFIG.to_dict(), "n_heads": 3})}
+    metadata["sha256"] = ckpt._digest(params, metadata)  # a consistent file whose config is invalid
     path.write_bytes(safetensors_save(params, metadata=metadata))
     with pytest.raises(
         CheckpointError,
@@ -217,3 +218,32 @@ def test_save_writes_the_file_with_fsync(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
     save_checkpoint(tmp_path / "model.safetensors", _params(), CONFIG, "decoder_only")
     assert len(synced) == 2  # the temporary file before the rename, the directory after it
+
+
+def test_a_flipped_byte_in_the_config_metadata_is_an_error(tmp_path) -> None:
+    """The digest covers the metadata too: a changed layer_norm_eps must not load silently."""
+    from reference.config import TransformerConfig
+    from triad.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {"w": np.ones((2, 2))}, TransformerConfig(d_model=4, n_heads=2), "encoder_decoder")
+    data = path.read_bytes()
+    tampered = data.replace(b"1e-05", b"1e-15")  # layer_norm_eps, inside the config's JSON
+    assert tampered != data
+    path.write_bytes(tampered)
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_is_written_with_an_ordinary_file_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    from reference.config import TransformerConfig
+    from triad.checkpoint import save_checkpoint
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {"w": np.ones((2, 2))}, TransformerConfig(d_model=4, n_heads=2), "encoder_decoder")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

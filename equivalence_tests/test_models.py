@@ -371,3 +371,26 @@ def test_native_models_in_eval_without_grad_agree_with_reference(kind: str) -> N
     with torch.no_grad():
         out = module(**tensors) if kind == "encoder_decoder" else module(tensors["tokens"])
     assert max_rel_err(out.numpy(), expected) <= F64_REL_BOUND
+
+
+def test_native_encoder_decoder_in_eval_without_memory_mask_keeps_padded_memory_rows() -> None:
+    """The nested-tensor fast path of nn.Transformer's encoder zeroes padded memory rows in eval/no-grad,
+    and without memory_key_padding_mask the decoder then attends to those zeros (pytorch #132136).
+    With only a source padding mask, native must still equal the reference."""
+    from reference.masks import causal_mask, padding_mask
+    from torch_impl.native.models import EncoderDecoder
+
+    config = TransformerConfig(d_model=8, n_heads=2, d_ff=16, n_encoder_layers=2, n_decoder_layers=1, dropout=0.0,
+                               src_vocab_size=11, tgt_vocab_size=11, max_len=16)
+    rng = np.random.default_rng(0)
+    params = ref.init_params(ref.encoder_decoder_param_shapes(config), rng)
+    src = np.array([[3, 4, 5, 6, 7], [3, 4, 0, 0, 0]])  # second sequence padded (pad_id 0)
+    tgt = np.array([[1, 2, 3], [1, 5, 6]])
+    keep = padding_mask(src, 0)  # (B, 1, 1, Ls)
+    expected, _ = ref.encoder_decoder_forward(src, tgt, params, config, src_mask=keep, tgt_mask=causal_mask(3, 3))
+    module = EncoderDecoder(config).double().eval()
+    load_native_model(module, params)
+    with torch.no_grad():
+        got = module(torch.from_numpy(src), torch.from_numpy(tgt), src_mask=torch.from_numpy(keep),
+                     tgt_mask=torch.from_numpy(causal_mask(3, 3)))
+    assert max_rel_err(got.numpy(), expected) <= F64_REL_BOUND

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.numpy import save as safetensors_save
 
 from reference.config import TransformerConfig
@@ -59,8 +60,13 @@ class Checkpoint:
     task: dict[str, Any] = field(default_factory=dict)
 
 
-def _digest(params: Mapping[str, np.ndarray]) -> str:
+def _digest(params: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> str:
+    """sha256 over the metadata strings (length-prefixed) and every tensor: a flipped byte anywhere is caught."""
     h = hashlib.sha256()
+    for key in ("format", "kind", "config", "task"):
+        value = metadata[key].encode()
+        h.update(f"{key}|{len(value)}|".encode())
+        h.update(value)
     for name in sorted(params):
         a = np.ascontiguousarray(params[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
@@ -106,12 +112,16 @@ def save_checkpoint(
         "kind": kind,
         "config": json.dumps(config.to_dict()),
         "task": json.dumps(dict(task or {})),
-        "sha256": _digest(arrays),
     }
+    metadata["sha256"] = _digest(arrays, metadata)
     payload = safetensors_save(arrays, metadata=metadata)  # everything that can fail on the input fails here
 
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600: give the file the mode a plain open() would (or the old file's).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~umask)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)
             tmp.flush()
@@ -141,8 +151,13 @@ def load_checkpoint(
             metadata = f.metadata() or {}
             names = f.keys()  # safe_open is not iterable, hence keys()
             params = {name: f.get_tensor(name) for name in names}
-    except SafetensorError as exc:
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors' own errors, and numpy's for dtypes it cannot hold (bf16)
         raise CheckpointError(f"{source}: corrupt or truncated safetensors file ({exc})") from exc
+    for name, array in params.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            raise CheckpointError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected a floating dtype")
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{source}: not a transformer-triad checkpoint "
@@ -151,13 +166,16 @@ def load_checkpoint(
     for key in ("kind", "config", "task", "sha256"):
         if key not in metadata:
             raise CheckpointError(f"{source}: metadata has no {key!r} entry")
-    if _digest(params) != metadata["sha256"]:
-        raise CheckpointError(f"{source}: corrupt: the tensors do not match the sha256 stored in the file")
+    if _digest(params, metadata) != metadata["sha256"]:
+        raise CheckpointError(f"{source}: corrupt: the tensors do not match the sha256 stored in the file "
+                              "(which also covers its kind, config and task metadata)")
     try:
         config = TransformerConfig.from_dict(json.loads(metadata["config"]))
         task = json.loads(metadata["task"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: invalid config or task metadata ({exc})") from exc
+    if not isinstance(task, dict):
+        raise CheckpointError(f"{source}: task metadata must be a JSON object, got {type(task).__name__}")
     if kind is not None and metadata["kind"] != kind:
         raise CheckpointError(
             f"{source}: kind: expected a {kind!r} model, the file holds {metadata['kind']!r}"

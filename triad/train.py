@@ -248,7 +248,7 @@ class TorchModel:
 
     def flat_params(self) -> dict[str, np.ndarray]:
         params = scratch_params(self.module) if self.impl == "scratch" else native_model_params(self.module)
-        return to_numpy(params)
+        return {name: array.copy() for name, array in to_numpy(params).items()}  # a snapshot, not live weights
 
 
 def make_model(task: Task, impl: str, seed: int, device: str = "cpu",

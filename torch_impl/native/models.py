@@ -51,6 +51,9 @@ class EncoderDecoder(nn.Transformer):
         if not config.final_norm:  # nn.Transformer always builds them
             self.encoder.norm = None
             self.decoder.norm = None
+        # nn.Transformer's encoder turns nested tensors on: in eval without grad it then zeroes padded memory
+        # rows (#86120), and without memory_key_padding_mask every decoder output differs (#132136).
+        self.encoder.enable_nested_tensor = self.encoder.use_nested_tensor = False
         self.config = config
         D, V = config.d_model, config.tgt_vocab_size
         self.src_embed = Embedding(config.src_vocab_size, D, embedding_scale(config))
