@@ -25,7 +25,7 @@ from triad.checks.blocks import (
     reference_block,
     torch_block,
 )
-from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, FD_STEP
+from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, FD_STEP, max_rel_err
 
 SELF_MASKS = ("none", "padding", "causal", "causal_padding", "random_keep", "additive")
 MEMORY_MASKS = ("none", "padding", "random_keep", "additive")
@@ -169,3 +169,21 @@ def test_bad_layer_inputs_name_the_argument() -> None:
             module(torch.zeros(2, 3, 4), bad_mask)
     with pytest.raises(ValueError, match=r"d_model: expected a multiple of n_heads=4, got 6"):
         TransformerConfig(d_model=6, n_heads=4)
+
+
+def test_native_encoder_in_eval_without_grad_honours_a_float_mask() -> None:
+    """torch's eval fast path turns finite float masks into booleans (pytorch #118628) and returned NaN here;
+    the native wrappers keep it off when a float mask is given, so eval/no-grad equals train mode at dropout 0."""
+    from torch_impl.native.stacks import Encoder as NativeEncoder
+
+    config = TransformerConfig(d_model=8, n_heads=2, d_ff=6, dropout=0.0, n_encoder_layers=2)
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    mask = torch.randn(2, 1, 5, 5, dtype=torch.float64)  # (B, 1, L, L), finite additive values
+    for module in (NativeEncoderLayer(config).double(), NativeEncoder(config).double()):
+        expected = module.train()(x, mask)
+        with torch.no_grad():
+            got = module.eval()(x, mask)
+        assert torch.isfinite(got).all()
+        assert max_rel_err(got.numpy(), expected.detach().numpy()) <= F64_REL_BOUND
+    assert torch.backends.mha.get_fastpath_enabled(), "the fast path is restored afterwards"

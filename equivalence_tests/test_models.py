@@ -394,3 +394,15 @@ def test_native_encoder_decoder_in_eval_without_memory_mask_keeps_padded_memory_
         got = module(torch.from_numpy(src), torch.from_numpy(tgt), src_mask=torch.from_numpy(keep),
                      tgt_mask=torch.from_numpy(causal_mask(3, 3)))
     assert max_rel_err(got.numpy(), expected) <= F64_REL_BOUND
+
+
+@pytest.mark.parametrize(("field", "value"), [("norm_first", "false"), ("bias", 1), ("final_norm", None)])
+def test_config_bool_fields_refuse_non_bools(field: str, value: object) -> None:
+    """A checkpoint's config saying "false" must not build a pre-norm model because the string is truthy."""
+    with pytest.raises(ValueError, match=f"{field}: expected a bool"):
+        TransformerConfig.from_dict({field: value})
+
+
+def test_config_refuses_an_infinite_layer_norm_eps() -> None:
+    with pytest.raises(ValueError, match="layer_norm_eps: expected a positive finite float"):
+        TransformerConfig(layer_norm_eps=float("inf"))

@@ -7,6 +7,7 @@ on each stack (``nn.Transformer`` adds one even in post-norm).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -54,8 +55,11 @@ class TransformerConfig:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
-        if not self.layer_norm_eps > 0.0:
-            raise ValueError(f"layer_norm_eps: expected a positive float, got {self.layer_norm_eps}")
+        for name in ("norm_first", "bias", "final_norm", "tie_weights", "scale_embedding"):
+            if not isinstance(getattr(self, name), bool):  # "false" from a file is truthy: refuse it
+                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        if not (self.layer_norm_eps > 0.0 and math.isfinite(self.layer_norm_eps)):
+            raise ValueError(f"layer_norm_eps: expected a positive finite float, got {self.layer_norm_eps}")
         if isinstance(self.n_outputs, bool) or not isinstance(self.n_outputs, int) or self.n_outputs < 1:
             raise ValueError(f"n_outputs: expected a positive int (1 for a regressor), got {self.n_outputs!r}")
         smallest_vocab = min(self.src_vocab_size, self.tgt_vocab_size)

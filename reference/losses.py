@@ -11,10 +11,11 @@ Two choices of :math:`q` with smoothing :math:`\varepsilon`:
 
 - **torch's** ``F.cross_entropy(label_smoothing=eps)``: :math:`\varepsilon/V` on *every* class, so
   :math:`q_t = 1 - \varepsilon + \varepsilon/V` and :math:`q_c = \varepsilon/V` for :math:`c \ne t`.
-- **the 2017 paper's** (as in the Annotated Transformer): :math:`q_t = 1 - \varepsilon` and
-  :math:`q_c = \varepsilon/(V-1)` for :math:`c \ne t`. (The Annotated Transformer minimises the KL divergence
+- **the 2017 paper's code** (tensor2tensor's convention): :math:`q_t = 1 - \varepsilon` and
+  :math:`q_c = \varepsilon/(V-1)` for :math:`c \ne t`. (The Annotated Transformer also zeroes the padding
+  class and so spreads :math:`\varepsilon/(V-2)`; it minimises the KL divergence
   :math:`\sum_c q_c \log(q_c / p_c)`, which differs from :math:`\ell` by the constant entropy of :math:`q`:
-  same gradient. It also zeroes the padding class; here every class is a class.)
+  same gradient. Here every class is a class.)
 
 Backward. With :math:`\log p_c = z_c - \log\sum_j e^{z_j}`, :math:`\partial \log p_c / \partial z_j =
 \delta_{cj} - p_j`, so

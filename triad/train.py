@@ -86,6 +86,7 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0  # torch's convention: eps/V on every class
 
 
 @dataclass
@@ -112,7 +113,7 @@ def make_task(
         V = copy.VOCAB_SIZE
         config = TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
                                    dropout=0.0, src_vocab_size=V, tgt_vocab_size=V, max_len=16)
-        recipe = Recipe(steps=800, warmup_steps=30, lr_factor=1.0)
+        recipe = Recipe(steps=800, warmup_steps=30, lr_factor=1.0, label_smoothing=0.1)  # the paper's eps
 
         def batch(step: int) -> Batch:
             data = copy.copy_data(32, seed=seed * 100_003 + step)
@@ -184,7 +185,8 @@ class ReferenceModel:
 
     def train_step(self, batch: Batch) -> float:
         out, cache = self.forward(batch)
-        loss, loss_cache = cross_entropy_forward(out, batch["targets"], ignore_index=IGNORE_INDEX)
+        loss, loss_cache = cross_entropy_forward(out, batch["targets"], ignore_index=IGNORE_INDEX,
+                                                 label_smoothing=self.task.recipe.label_smoothing)
         grads = REFERENCE_BACKWARD[self.task.kind](cross_entropy_backward(1.0, loss_cache), cache)
         grads, _ = clip_grad_norm(grads, self.task.recipe.max_grad_norm)
         self.optimizer.step(grads)
@@ -231,7 +233,8 @@ class TorchModel:
         self.module.train()  # dropout as configured; train mode also keeps native off its eval fast path
         self.optimizer.zero_grad()
         targets = self._tensor(batch["targets"])
-        loss = self.cross_entropy(self.forward(batch), targets, ignore_index=IGNORE_INDEX)
+        loss = self.cross_entropy(self.forward(batch), targets, ignore_index=IGNORE_INDEX,
+                                  label_smoothing=self.task.recipe.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.task.recipe.max_grad_norm)
         self.optimizer.step()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference.config import TransformerConfig
-from torch_impl.native.multi_head_attention import torch_masks
+from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 
 
 def native_activation(name: str) -> str | Callable[[torch.Tensor], torch.Tensor]:
@@ -59,7 +59,8 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, _ = x.shape
         mask, padding, is_causal = torch_masks(src_mask, B, self.config.n_heads, L, L, "src_mask")
-        return self.layer(x, src_mask=mask, src_key_padding_mask=padding, is_causal=is_causal)  # (B, L, D)
+        with float_masks_off_fast_path(mask):
+            return self.layer(x, src_mask=mask, src_key_padding_mask=padding, is_causal=is_causal)  # (B, L, D)
 
 
 class DecoderLayer(nn.Module):

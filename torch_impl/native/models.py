@@ -28,7 +28,7 @@ from reference.config import TransformerConfig
 from reference.models import check_classifier_tokens, check_tokens, embedding_scale
 from torch_impl.native.embedding import Embedding
 from torch_impl.native.layers import encoder_layer, native_activation
-from torch_impl.native.multi_head_attention import torch_masks
+from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 from torch_impl.native.positional_encoding import PositionalEncoding
 from torch_impl.native.stacks import final_norm
 
@@ -81,11 +81,12 @@ class EncoderDecoder(nn.Transformer):
         src_attn, src_padding, src_causal = torch_masks(src_mask, B, H, Ls, Ls, "src_mask")
         tgt_attn, tgt_padding, tgt_causal = torch_masks(tgt_mask, B, H, Lt, Lt, "tgt_mask")
         memory_attn, memory_padding, _ = torch_masks(memory_mask, B, H, Lt, Ls, "memory_mask")
-        h = super().forward(
-            x, y, src_mask=src_attn, tgt_mask=tgt_attn, memory_mask=memory_attn,
-            src_key_padding_mask=src_padding, tgt_key_padding_mask=tgt_padding, memory_key_padding_mask=memory_padding,
-            src_is_causal=src_causal, tgt_is_causal=tgt_causal,
-        )  # (B, Lt, D)
+        with float_masks_off_fast_path(src_attn):
+            h = super().forward(
+                x, y, src_mask=src_attn, tgt_mask=tgt_attn, memory_mask=memory_attn,
+                src_key_padding_mask=src_padding, tgt_key_padding_mask=tgt_padding,
+                memory_key_padding_mask=memory_padding, src_is_causal=src_causal, tgt_is_causal=tgt_causal,
+            )  # (B, Lt, D)
         return self.generator(h)  # (B, Lt, V_tgt)
 
 

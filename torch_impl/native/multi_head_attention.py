@@ -17,6 +17,9 @@ is NaN, pytorch #41508); the row's output is then ``out_proj.bias``, as in the r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -46,6 +49,24 @@ def torch_masks(
     )
     full = full.expand(target).reshape(B * H, Lq, Lk)  # (B*H, Lq, Lk), row b*H + h
     return (~full if mask.dtype == torch.bool else full), None, is_causal
+
+
+@contextlib.contextmanager
+def float_masks_off_fast_path(*masks: torch.Tensor | None) -> Iterator[None]:
+    """Turn torch's eval fast path off while a floating ``attn_mask`` is in play.
+
+    In eval without gradients ``nn.TransformerEncoder(Layer)`` takes a fused path that turns finite
+    float masks into booleans (pytorch #118628): the output is wrong, or NaN. Boolean masks are safe there.
+    """
+    if all(m is None or m.dtype == torch.bool for m in masks):
+        yield
+        return
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 class MultiHeadAttention(nn.Module):

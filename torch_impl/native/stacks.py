@@ -19,7 +19,7 @@ from torch import nn
 
 from reference.config import TransformerConfig
 from torch_impl.native.layers import decoder_layer, encoder_layer
-from torch_impl.native.multi_head_attention import torch_masks
+from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 
 
 def final_norm(config: TransformerConfig) -> nn.LayerNorm | None:
@@ -40,7 +40,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, _ = x.shape
         mask, padding, is_causal = torch_masks(src_mask, B, self.config.n_heads, L, L, "src_mask")
-        return self.stack(x, mask=mask, src_key_padding_mask=padding, is_causal=is_causal)  # (B, L, D)
+        with float_masks_off_fast_path(mask):
+            return self.stack(x, mask=mask, src_key_padding_mask=padding, is_causal=is_causal)  # (B, L, D)
 
 
 class Decoder(nn.Module):

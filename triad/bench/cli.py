@@ -30,6 +30,10 @@ def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plo
         task = progress.add_task("matmul peak", total=len(cases))
         report = run_grid(grid, progress=lambda label: progress.update(task, advance=1, description=label))
     print_report(report, console)
+    skipped = sum(r["status"] == "skipped" for r in report["rows"])
+    if skipped:
+        console.print(f"[bold yellow]{skipped} of {len(report['rows'])} cases were skipped: the time budget ran out "
+                      "(a loaded machine?); their rows say so in the JSON. Rerun on an idle machine.[/]")
     if json_path is not None:
         write_json(report, json_path)
         console.print(f"JSON written to {json_path}")

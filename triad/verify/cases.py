@@ -34,7 +34,7 @@ from triad.verify.support import KernelSupport
 MASK_KINDS = ("none", "is_causal", "bool_shared", "bool_per_batch", "additive", "fully_masked_rows", "single_key")
 FAMILIES = ("gaussian", "peaky", "ties", "fp16_overflow", "tiny")
 # Lengths around the block sizes kernels tile by (16, 64, 128), so tail blocks are partial.
-BLOCK_EDGE_LENGTHS = (15, 17, 31, 33, 63, 65, 127, 129)
+BLOCK_EDGE_LENGTHS = (15, 17, 31, 33, 63, 65, 127, 129, 255, 257, 513)
 HEAD_DIMS_LARGE = (40, 63, 64, 65, 80, 96, 127, 128, 129, 160, 192, 255, 256)
 LOGIT_SCALES = (1.0, 10.0, 100.0, 400.0)
 FP16_MAX = 65504.0

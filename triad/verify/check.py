@@ -156,6 +156,8 @@ def call_kernel(kernel: Kernel, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
         raise KernelProblemError(RAISES_LINE, f"raised {type(exc).__name__}: {str(exc).strip()[:300]}") from exc
     if not isinstance(out, torch.Tensor):
         raise KernelProblemError(SHAPE_LINE, f"returned a {type(out).__name__}, expected a torch.Tensor")
+    if out.layout != torch.strided or out.is_nested:
+        raise KernelProblemError(SHAPE_LINE, f"output: expected a dense (strided) tensor, got layout {out.layout}")
     expected = (*q.shape[:-1], v.shape[-1])
     if tuple(out.shape) != expected:
         raise KernelProblemError(SHAPE_LINE,
