@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,17 @@ def decoder_layer(config: TransformerConfig) -> nn.TransformerDecoderLayer:
     )
 
 
+def decoder_mask_kwargs(
+    x: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None, memory_mask: torch.Tensor | None, H: int
+) -> dict[str, Any]:
+    """Our two keep-masks -> the six mask arguments of ``nn.TransformerDecoder(Layer).forward``."""
+    (B, Lt, _), Ls = x.shape, memory.shape[1]
+    tgt, tgt_padding, tgt_causal = torch_masks(tgt_mask, B, H, Lt, Lt, "tgt_mask")
+    mem, mem_padding, mem_causal = torch_masks(memory_mask, B, H, Lt, Ls, "memory_mask")
+    return {"tgt_mask": tgt, "memory_mask": mem, "tgt_key_padding_mask": tgt_padding,
+            "memory_key_padding_mask": mem_padding, "tgt_is_causal": tgt_causal, "memory_is_causal": mem_causal}
+
+
 class EncoderLayer(nn.Module):
     """x (B, L, D) -> (B, L, D); ``src_mask`` a keep-mask (or additive mask) broadcastable to (B, H, L, L)."""
 
@@ -78,9 +90,5 @@ class DecoderLayer(nn.Module):
         tgt_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        (B, Lt, _), Ls, H = x.shape, memory.shape[1], self.config.n_heads
-        tgt, tgt_padding, tgt_causal = torch_masks(tgt_mask, B, H, Lt, Lt, "tgt_mask")
-        mem, mem_padding, mem_causal = torch_masks(memory_mask, B, H, Lt, Ls, "memory_mask")
-        return self.layer(x, memory, tgt_mask=tgt, memory_mask=mem, tgt_key_padding_mask=tgt_padding,
-                          memory_key_padding_mask=mem_padding, tgt_is_causal=tgt_causal,
-                          memory_is_causal=mem_causal)  # (B, Lt, D)
+        return self.layer(x, memory, **decoder_mask_kwargs(x, memory, tgt_mask, memory_mask,
+                                                             self.config.n_heads))  # (B, Lt, D)

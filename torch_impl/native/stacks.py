@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from reference.config import TransformerConfig
-from torch_impl.native.layers import decoder_layer, encoder_layer
+from torch_impl.native.layers import decoder_layer, decoder_mask_kwargs, encoder_layer
 from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 
 
@@ -59,9 +59,5 @@ class Decoder(nn.Module):
         tgt_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        (B, Lt, _), Ls, H = x.shape, memory.shape[1], self.config.n_heads
-        tgt, tgt_padding, tgt_causal = torch_masks(tgt_mask, B, H, Lt, Lt, "tgt_mask")
-        mem, mem_padding, mem_causal = torch_masks(memory_mask, B, H, Lt, Ls, "memory_mask")
-        return self.stack(x, memory, tgt_mask=tgt, memory_mask=mem, tgt_key_padding_mask=tgt_padding,
-                          memory_key_padding_mask=mem_padding, tgt_is_causal=tgt_causal,
-                          memory_is_causal=mem_causal)  # (B, Lt, D)
+        return self.stack(x, memory, **decoder_mask_kwargs(x, memory, tgt_mask, memory_mask,
+                                                             self.config.n_heads))  # (B, Lt, D)
