@@ -1,15 +1,45 @@
 """pytest-benchmark suite for the attention core: ``pytest benchmarks`` (not collected by a plain ``pytest``).
 
+It runs the cases of a ``triad bench`` preset (``--bench-preset quick``, the default, or ``full``,
+which adds head dim 128 and, with a GPU, the CUDA grid) for every built-in kernel, or for the kernels
+named with ``--bench-kernel`` (repeatable; a built-in name or ``package.module:function``).
 Save and compare runs with pytest-benchmark's own flags, e.g.::
 
-    pytest benchmarks --benchmark-save=cpu --benchmark-compare --benchmark-compare-fail=median:10%
+    pytest benchmarks --benchmark-save=cpu
+    pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%
 
-CUDA cases skip without a GPU. float32 means float32: TF32 is switched off, as in the tests.
+float32 means float32: TF32 is switched off, as in the tests and in ``triad bench``.
 """
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+from triad.bench.grid import Case, preset
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("triad", "triad attention benchmarks")
+    group.addoption("--bench-preset", choices=("quick", "full"), default="quick",
+                    help="which triad bench grid to run (default: quick)")
+    group.addoption("--bench-kernel", action="append", default=None, metavar="KERNEL",
+                    help="a kernel to run (built-in name or package.module:function); repeatable; default: all")
+
+
+def _case_id(case: Case) -> str:
+    return (f"{case.kernel}-{case.device}-{case.dtype}-{case.shape.label()}-"
+            f"{'causal' if case.causal else 'full'}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    kernels = metafunc.config.getoption("--bench-kernel")
+    grid = preset(metafunc.config.getoption("--bench-preset"), tuple(kernels) if kernels else None,
+                  cuda=torch.cuda.is_available())
+    metafunc.parametrize("mode", grid.modes)
+    metafunc.parametrize("case", grid.cases(), ids=_case_id)

@@ -94,6 +94,20 @@ def correct_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, s
     return _attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
 
 
+def _softmax_through_max(scores: torch.Tensor) -> torch.Tensor:
+    """Row softmax as textbooks write it: autograd also runs through the row max (mathematically a zero)."""
+    row_max = scores.amax(dim=-1, keepdim=True)  # (B, H, Lq, 1), not detached
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    e = torch.exp(scores - row_max)  # (B, H, Lq, Lk)
+    row_sum = e.sum(dim=-1, keepdim=True)  # (B, H, Lq, 1)
+    return e / torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum))  # (B, H, Lq, Lk)
+
+
+def textbook_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Also correct: the row max is not detached, so its gradient (zero in exact arithmetic) adds rounding."""
+    return _attention(q, k, v, attn_mask, dropout_p, is_causal, scale, softmax=_softmax_through_max)
+
+
 def wrong_scale(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
     """Wrong scale: the default divides the logits by d_head instead of sqrt(d_head)."""
     return _attention(q, k, v, attn_mask, dropout_p, is_causal, scale, default_scale=lambda E: 1.0 / E)
@@ -204,6 +218,19 @@ def mask_from_first_batch_element(q, k, v, attn_mask=None, dropout_p=0.0, is_cau
                       prepare_mask=lambda m: m[:1] if m.dim() == 4 else m)
 
 
+def broadcast_mask_first_query_only(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Mask broadcast across the queries wrongly: a (..., 1, Lk) key-padding mask is applied to query 0 only
+    (the kernel writes the mask row into a zero-initialised (Lq, Lk) tile instead of broadcasting it)."""
+    def prepare_mask(m: torch.Tensor) -> torch.Tensor:
+        if m.dim() < 2 or m.shape[-2] != 1 or q.shape[-2] == 1:
+            return m
+        fill = True if m.dtype == torch.bool else 0.0  # keep everything in the rows the mask never reached
+        tile = torch.full((*m.shape[:-2], q.shape[-2], m.shape[-1]), fill, dtype=m.dtype, device=m.device)
+        tile[..., :1, :] = m
+        return tile  # (..., Lq, Lk)
+    return _attention(q, k, v, attn_mask, dropout_p, is_causal, scale, prepare_mask=prepare_mask)
+
+
 def dropout_not_rescaled(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
     """Dropout without the 1/(1-p) rescaling: the expected output shrinks by (1 - p)."""
     return _attention(q, k, v, attn_mask, dropout_p, is_causal, scale,
@@ -220,6 +247,7 @@ PLANTED = {
         "wrong_scale", "causal_off_by_one", "causal_bottom_right", "bool_mask_inverted", "nan_on_fully_masked_rows",
         "minus_1e9_fill", "softmax_overflow", "additive_mask_before_scale", "dk_missing_scale", "dropped_tail_block",
         "ignores_strides", "half_precision_logits", "mutates_input", "mask_from_first_batch_element",
+        "broadcast_mask_first_query_only",
         "dropout_not_rescaled", "dropout_ignored",
     )
 }

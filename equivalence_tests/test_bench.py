@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -310,3 +312,32 @@ def test_bench_command_rejects_an_unknown_kernel() -> None:
     assert result.exit_code == 2
     assert "no_such_kernel" in result.output
 
+
+
+def _badly_declared(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+_badly_declared.triad_support = {"dtypes": ("float32",)}  # a dict, not a KernelSupport
+
+
+def test_a_malformed_support_declaration_is_an_error_row_and_a_usage_error() -> None:
+    rows = run_user_kernel(_badly_declared)
+    assert [r.status for r in rows] == ["error"] * 3
+    assert all("triad_support: expected a KernelSupport" in r.message for r in rows)
+    result = CliRunner().invoke(app, ["bench", "--kernel", f"{__name__}:_badly_declared"])
+    assert result.exit_code == 2
+    assert "triad_support" in result.output
+
+
+@pytest.mark.parametrize("kernels", [(), ("native", "reference")])
+def test_the_pytest_benchmark_suite_runs_the_cases_of_triad_bench(kernels: tuple[str, ...]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    command += [arg for name in kernels for arg in ("--bench-kernel", name)]
+    listing = subprocess.run(command, capture_output=True, text=True, cwd=root, check=True).stdout
+    collected = {line.split("[", 1)[1].rstrip("]") for line in listing.splitlines() if "::test_attention[" in line}
+    grid = preset("quick", kernels or None, cuda=torch.cuda.is_available())
+    expected = {f"{mode}-{c.kernel}-{c.device}-{c.dtype}-{c.shape.label()}-{'causal' if c.causal else 'full'}"
+                for c in grid.cases() for mode in grid.modes}
+    assert collected == expected

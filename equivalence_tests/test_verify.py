@@ -8,16 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import triad
-from equivalence_tests.planted_kernels import PLANTED, correct_attention
+from equivalence_tests.planted_kernels import PLANTED, correct_attention, textbook_attention
 from triad.cli import app
+from triad.tolerance import EPS_BY_DTYPE
 from triad.verify import KernelSupport, assert_attention_matches_reference, verify_attention
-from triad.verify.cases import FAMILIES
-from triad.verify.check import MUTATION_LINE, RAISES_LINE, SHAPE_LINE
+from triad.verify.api import check_one_case
+from triad.verify.cases import FAMILIES, MASK_KINDS, VerifyCase
+from triad.verify.check import MUTATION_LINE, RAISES_LINE, SHAPE_LINE, rowwise_rule_check
 from triad.verify.metamorphic import RELATION_LINES
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED
 
@@ -61,6 +64,39 @@ def test_correct_kernels_raise_no_false_alarm_across_seeds(kernel, seed: int) ->
     assert report.verdict == VERIFIED, report.summary()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_textbook_kernel_with_autograd_through_the_row_max_passes_at_the_default_budget(seed: int) -> None:
+    report = verify_attention(textbook_attention, seed=seed)
+    assert report.verdict == VERIFIED, report.summary()
+
+
+def test_subnormal_roundings_summed_by_a_correct_kernel_are_not_a_false_alarm() -> None:
+    # Found in review: through its row max, textbook_attention adds a row's 513 subnormal roundings of dS
+    # into one element; dk was 40x the plain kernel's error, which the relative floor alone called a bug.
+    case = VerifyCase(B=2, H=1, Lq=1, Lk=513, E=5, Ev=5, mask="bool_per_batch", family="tiny", logit_scale=1.0,
+                      scale=None, non_contiguous=False, seed=1)
+    outcome = check_one_case(textbook_attention, case)
+    assert not outcome.failed, outcome.summary()
+
+
+def test_the_logit_floor_is_per_row_so_one_row_of_large_logits_excuses_no_other() -> None:
+    u, mu = EPS_BY_DTYPE["float32"], 1.0
+    expected = np.zeros((1, 1, 2, 3))  # (B, H, L, d)
+    actual = expected.copy()
+    actual[0, 0, 1, 0] = 100 * u  # 100 ulps off in row 1, whose logits are of size 1
+    row_logits = np.array([[[1000.0, 1.0]]])  # (B, H, L): row 0 has logits of 1e3
+    check = rowwise_rule_check("out", actual, expected, 0.0, mu, "float32", row_logits, 0.0)
+    assert not check.passed and check.bound == pytest.approx(u * (2 + 4 * 1.0))
+    assert rowwise_rule_check("out", actual, expected, 0.0, mu, "float32", np.full((1, 1, 2), 1000.0), 0.0).passed
+
+
+def test_every_mask_kind_is_checked_in_every_run_whatever_the_search_draws() -> None:
+    report = verify_attention("native", max_examples=1, seed=0)
+    assert report.verdict == VERIFIED, report.summary()
+    for mask in MASK_KINDS:
+        assert report.lines[f"mask: {mask}"].examples > 0, mask
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
 def test_native_is_verified_in_every_dtype_on_cpu(dtype: str) -> None:
     report = verify_attention("native", dtype=dtype, max_examples=30, seed=0)
@@ -78,6 +114,33 @@ def test_the_written_repro_script_reproduces_the_failure(tmp_path: Path) -> None
     fixed = subprocess.run([sys.executable, str(script), "equivalence_tests.planted_kernels:correct_attention"],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_the_repro_script_keeps_the_support_the_caller_passed(tmp_path: Path) -> None:
+    # a forward-only kernel verified with supports=(no backward): without the support in the script,
+    # the repro would stop at "no gradient flows back" instead of the forward bug that was found
+    (tmp_path / "forward_only.py").write_text(
+        "import torch\n"
+        "from equivalence_tests.planted_kernels import causal_off_by_one\n\n"
+        "def attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):\n"
+        "    with torch.no_grad():\n"
+        "        return causal_off_by_one(q, k, v, attn_mask, dropout_p, is_causal, scale)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        report = verify_attention("forward_only:attention", seed=0, supports=KernelSupport(backward=False))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("forward_only", None)
+    assert report.verdict == FAILED, report.summary()
+    assert "backward=False" in report.repro_script
+    script = tmp_path / "repro.py"
+    report.write_repro(script)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "gradients through autograd" not in run.stdout, run.stdout
+    assert report.failure.failures()[0].line in run.stdout
 
 
 def _wrong_shape(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
@@ -138,7 +201,7 @@ def test_declared_support_is_respected_and_the_rest_reported_skipped() -> None:
     causal_only.triad_support = KernelSupport(masks=("is_causal",), fully_masked_rows=False)
     report = verify_attention(causal_only, max_examples=40)
     assert report.verdict == VERIFIED, report.summary()
-    for mask in ("bool_shared", "additive", "fully_masked_rows", "single_key"):
+    for mask in ("bool_shared", "additive", "fully_masked_rows", "single_key", "key_padding", "alibi"):
         assert report.lines[f"mask: {mask}"].verdict == "skipped"
     assert report.lines["mask: is_causal"].examples > 0
     assert verify_attention("reference", dtype="float16").verdict == UNSUPPORTED  # declared float32/float64 only

@@ -33,6 +33,9 @@ from torch_impl.native.attention import scaled_dot_product_attention as native_s
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
 
 Kernel = Callable[..., torch.Tensor]
+# The dtypes kernels are verified and timed in, by the names the command line uses.
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+                "bfloat16": torch.bfloat16}
 
 
 class KernelNotFoundError(ValueError):

@@ -51,6 +51,34 @@ sum of the absolute products, which cancellation can make far larger than :math:
 Measured (``docs/verify.md``): with 2, PyTorch's own flash kernel on CPU exceeded the floor
 (1.06x, a peaky float32 case); with 4 no correct kernel did.
 
+**Per row.** The logit term belongs to a row: a probability :math:`P_{ij}` is rounded at its own
+row's logits, so the verifier's floor for ``out`` and ``dq`` row :math:`i` uses row :math:`i`'s
+largest logit scale, and for ``dk`` and ``dv`` row :math:`j` the largest over the query rows that
+see key :math:`j` (``attention_row_logits``). One row with logits of 1e3 does not excuse a bug in
+the rows beside it whose logits are of size 1.
+
+**Underflow.** Below the smallest normal number a rounding is no longer relative: it errs by up to
+the smallest subnormal :math:`\eta` of the dtype, whatever the size of the value (the model
+:math:`\mathrm{fl}(x) = x(1 + \delta) + \eta'`, :math:`|\eta'| \le \eta`). Inputs near the
+subnormals (the verifier's ``tiny`` family) make probabilities times values, and gradients
+:math:`dS = P \circ (dP - D)`, land there, and a correct kernel may sum many such roundings into
+one element: a kernel that lets autograd run through its softmax row max adds all :math:`L_k`
+roundings of a row's :math:`dS` into the arg-max's. On a float32 case with :math:`L_k = 513` that
+made ``dk`` 117x the plain kernel's error (473 :math:`\eta`, about 1.6 roundings per element of
+:math:`dS`), which the relative floor alone called a bug. So the floor adds :math:`\eta` times the
+number of subnormal roundings that can reach one element, each times its largest gain
+(``attention_magnitudes``, keys ``*_underflow``), with :math:`r = 4 L_k + (L_k + d_v)` for one
+row of :math:`dS` (``DS_ROUNDINGS = 4`` per element, plus its :math:`dP_{ij}` and :math:`D_i`
+weighted by :math:`P_{ij}`, which sum to one over the row):
+
+.. math::  \text{out}: L_k (1 + \max|v|) \quad dv: L_q (1 + \max|dO|) \quad
+           dq: s\,r \max(1, |k|) + L_k \quad dk: s\,L_q\,r \max(1, |q|) + L_q
+
+Since :math:`\eta = u \cdot` (the smallest normal number) in every IEEE format, the term matters
+only for results within a factor of the gain of the subnormal range; a kernel that flushes
+subnormals to zero errs by the smallest normal number itself, :math:`2^{23}` times :math:`\eta` in
+float32, and still fails.
+
 **Worst element and mean.** ``triad verify`` applies the same rule twice per tensor: to the
 largest absolute error (``max_abs_err``) and to the mean absolute error (``mean_abs_err``),
 each against the baseline's error of the same kind. The mean catches a kernel that is a
@@ -75,6 +103,11 @@ KERNEL_LOGIT_FLOOR_FACTOR = 4.0
 
 # Unit in the last place at 1.0 (machine epsilon) of each dtype, by name.
 EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+# The smallest subnormal of each dtype: the absolute error a rounding in the subnormal range may make.
+SUBNORMAL_BY_DTYPE = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+# Roundings that produce one element of dS = P o (dP - D) (its products and, in a softmax written with exp and
+# a division, the quotient's); measured: 1.6 per element on the worst case found (see "Underflow" above).
+DS_ROUNDINGS = 4
 
 
 def _abs_diff(actual: Any, expected: np.ndarray) -> np.ndarray | None:
@@ -109,20 +142,42 @@ def max_rel_err(actual: Any, expected: np.ndarray, magnitude: float = 0.0) -> fl
     return err / scale if scale > 0.0 else float("inf")
 
 
-def low_precision_bound(baseline_abs_err: float, magnitude: float, dtype: str, logits: float = 0.0,
-                        logit_factor: float = LOGIT_FLOOR_FACTOR) -> float:
+def low_precision_bound(baseline_abs_err: float, magnitude: float, dtype: str, logits: Any = 0.0,
+                        logit_factor: float = LOGIT_FLOOR_FACTOR, underflow: float = 0.0) -> Any:
     """Largest absolute error allowed for a result in ``dtype`` whose baseline has ``baseline_abs_err``.
 
-    ``magnitude`` is mu (at least max |oracle|); ``logits`` is max |S| for attention results, 0 otherwise;
-    ``logit_factor`` the roundings at |S| a probability may carry (KERNEL_LOGIT_FLOOR_FACTOR for any kernel).
+    ``magnitude`` is mu (at least max |oracle|); ``logits`` is max |S| for attention results, 0 otherwise
+    (a float, or an array of per-row scales for a per-row bound of the same shape);
+    ``logit_factor`` the roundings at |S| a probability may carry (KERNEL_LOGIT_FLOOR_FACTOR for any kernel);
+    ``underflow`` the number of subnormal roundings that can reach one element, times their gain.
     """
     floor = EPS_BY_DTYPE[dtype] * magnitude * (FLOOR_ULPS + logit_factor * logits)
-    return LOW_PRECISION_FACTOR * baseline_abs_err + floor
+    return LOW_PRECISION_FACTOR * baseline_abs_err + floor + SUBNORMAL_BY_DTYPE[dtype] * underflow
+
+
+def _logits(cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, s |q||k|^T), each (B, H, Lq, Lk): the logits, finite additive mask values included, and the scale
+    of each logit's rounding error (a dot product errs in proportion to the sum of its absolute products)."""
+    scale = abs(cache["scale"])
+    logits = scale * (cache["q"] @ np.swapaxes(cache["k"], -1, -2))  # (B, H, Lq, Lk)
+    logit_magnitude = scale * (np.abs(cache["q"]) @ np.swapaxes(np.abs(cache["k"]), -1, -2))  # (B, H, Lq, Lk)
+    mask = cache["attn_mask"]
+    if mask is not None and mask.dtype != np.bool_:
+        finite_mask = np.where(np.isfinite(mask), mask, 0.0)  # finite additive mask values are logits too
+        logits = logits + finite_mask
+        logit_magnitude = logit_magnitude + np.abs(finite_mask)
+    return logits, logit_magnitude
+
+
+def _peak(x: np.ndarray) -> float:
+    return float(np.max(x)) if x.size else 0.0
 
 
 def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, float]:
-    """The scale mu of out, dq, dk, dv (the reference's backward on absolute values), max |S| ("logits")
-    and max s |q||k|^T ("logit_magnitude", the scale of the rounding error of each logit's dot product).
+    """The scale mu of out, dq, dk, dv (the reference's backward on absolute values), max |S| ("logits"),
+    max s |q||k|^T ("logit_magnitude", the scale of the rounding error of each logit's dot product) and,
+    for each of out, dq, dk, dv, the subnormal roundings that can reach one element times their gain
+    ("out_underflow", ...; see "Underflow" above).
 
     ``cache`` is the float64 reference's attention cache, ``dout`` the upstream gradient.
     """
@@ -138,16 +193,32 @@ def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, f
     dscores = probs * (dprobs + np.sum(dprobs * probs, axis=-1, keepdims=True))  # (B, H, Lq, Lk)
     dq = scale * (dscores @ k)  # (B, H, Lq, E)
     dk = scale * (np.swapaxes(dscores, -1, -2) @ q)  # (B, H, Lk, E)
+    logits, logit_magnitude = _logits(cache)
 
-    def peak(x: np.ndarray) -> float:
-        return float(np.max(x)) if x.size else 0.0
+    Lq, Lk, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
+    dropout_gain = 1.0 if cache["dropout_scale"] is None else max(1.0, _peak(cache["dropout_scale"]))
+    # subnormal roundings in one row of dS: DS_ROUNDINGS per element, and the P_ij-weighted dP_ij (Ev) and D_i (Lk)
+    ds_row = DS_ROUNDINGS * Lk + Lk + Ev
+    underflow = {
+        "out_underflow": Lk * dropout_gain * (1.0 + _peak(v)),  # each P_ij (times v_j) and each P_ij v_j
+        "dv_underflow": Lq * dropout_gain * (1.0 + _peak(dout)),  # each P_ij (times dO_i) and each P_ij dO_i
+        "dq_underflow": scale * ds_row * max(1.0, _peak(k)) + Lk,  # row i's dS (times k_j), and each dS_ij k_j
+        "dk_underflow": scale * Lq * ds_row * max(1.0, _peak(q)) + Lq,  # every row may fold its dS into key j
+    }
+    return {"out": _peak(out), "dq": _peak(dq), "dk": _peak(dk), "dv": _peak(dv), "logits": _peak(np.abs(logits)),
+            "logit_magnitude": _peak(logit_magnitude), **underflow}
 
-    logits = scale * (cache["q"] @ np.swapaxes(cache["k"], -1, -2))  # (B, H, Lq, Lk)
-    logit_magnitude = scale * (q @ np.swapaxes(k, -1, -2))  # (B, H, Lq, Lk); |q||k|, >= |S|
+
+def attention_row_logits(cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row logit scales for the per-row floor: (per query (B, H, Lq), per key (B, H, Lk)).
+
+    A query row's is its largest s |q_i||k_j| (plus |mask|) over the keys it sees (0 for a fully masked row);
+    a key's is the largest of those over the query rows that see it.
+    """
+    _, logit_magnitude = _logits(cache)  # (B, H, Lq, Lk)
     mask = cache["attn_mask"]
-    if mask is not None and mask.dtype != np.bool_:
-        finite_mask = np.where(np.isfinite(mask), mask, 0.0)  # finite additive mask values are logits too
-        logits = logits + finite_mask
-        logit_magnitude = logit_magnitude + np.abs(finite_mask)
-    return {"out": peak(out), "dq": peak(dq), "dk": peak(dk), "dv": peak(dv), "logits": peak(np.abs(logits)),
-            "logit_magnitude": peak(logit_magnitude)}
+    seen = np.ones(logit_magnitude.shape, dtype=bool) if mask is None else np.broadcast_to(
+        mask if mask.dtype == np.bool_ else np.isfinite(mask), logit_magnitude.shape)  # (B, H, Lq, Lk)
+    per_query = np.max(np.where(seen, logit_magnitude, 0.0), axis=-1, initial=0.0)  # (B, H, Lq)
+    per_key = np.max(np.where(seen, per_query[..., None], 0.0), axis=-2, initial=0.0)  # (B, H, Lk)
+    return per_query, per_key

@@ -12,6 +12,7 @@ from torch_impl.kernels import KernelNotFoundError, resolve_kernel
 from triad.bench.grid import preset
 from triad.bench.report import print_report, write_json, write_plot
 from triad.bench.runner import run_grid
+from triad.verify.support import declared_support
 
 
 def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plot_path: Path | None,
@@ -19,8 +20,8 @@ def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plo
     """Exit code: 0 the run finished (unsupported/oom/wrong rows are results), 2 a usage error."""
     try:
         for name in kernels or []:
-            resolve_kernel(name)
-    except KernelNotFoundError as exc:
+            declared_support(resolve_kernel(name))
+    except (KernelNotFoundError, TypeError) as exc:  # no such kernel, or a malformed triad_support
         console.print(f"[red]{exc}[/]")
         return 2
     grid = preset("full" if full else "quick", tuple(kernels) if kernels else None, cuda=torch.cuda.is_available())

@@ -34,10 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch_impl.kernels import TORCH_DTYPES
 from triad.bench.flops import matmul_flops
-
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from reference.attention import attention_forward
-from torch_impl.kernels import Kernel, resolve_kernel
+from torch_impl.kernels import TORCH_DTYPES, Kernel, resolve_kernel
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
 from triad.bench.flops import FLOP_CONVENTION, MODES, attention_flops
 from triad.bench.grid import Case, Grid
-from triad.bench.measure import TORCH_DTYPES, Timing, matmul_peak_tflops, peak_memory_bytes, time_rounds
+from triad.bench.measure import Timing, matmul_peak_tflops, peak_memory_bytes, time_rounds
 from triad.tolerance import KERNEL_LOGIT_FLOOR_FACTOR, attention_magnitudes, low_precision_bound, max_abs_err
 from triad.verify.support import declared_support, is_declined
 
@@ -160,14 +160,15 @@ def random_inputs(case: Case, seed: int) -> Inputs:
 def mode_call(kernel: Kernel, inputs: Inputs, causal: bool, mode: str) -> Callable[[], None]:
     """The call one timed round of ``mode`` makes; clear the gradients (``inputs.clear_grads``) before each.
 
-    ``fwd`` runs without autograd (inference); ``bwd`` builds the graph once, here, and each call runs
-    ``backward(dout, retain_graph=True)`` on it; ``fwd+bwd`` runs both.
+    ``fwd`` is the training forward: autograd records the graph and the kernel saves what its backward
+    needs (a flash kernel its log-sum-exp, the math path its probabilities), then the graph is dropped, so
+    that ``fwd`` and ``bwd`` add up to ``fwd+bwd`` (FLOPs 1 + 2.5 = 3.5); ``bwd`` builds the graph once,
+    here, and each call runs ``backward(dout, retain_graph=True)`` on it; ``fwd+bwd`` runs both.
     """
     q, k, v, dout = inputs.q, inputs.k, inputs.v, inputs.dout
     if mode == "fwd":
         def call() -> None:
-            with torch.no_grad():
-                kernel(q, k, v, is_causal=causal)
+            kernel(q, k, v, is_causal=causal)
     elif mode == "bwd":
         out = kernel(q, k, v, is_causal=causal)  # (B, H, L, d), its graph kept for every round
 
@@ -215,7 +216,8 @@ def _timed_modes(kernel: Kernel, case: Case, modes: tuple[str, ...], rounds: int
     return check, results
 
 
-def _status(exc: BaseException) -> str:
+def exception_status(exc: BaseException) -> str:
+    """The row status for what a kernel raised: ``oom``, ``unsupported``, ``wrong`` or ``error``."""
     if _is_oom(exc):
         return "oom"
     if is_declined(exc):
@@ -236,7 +238,10 @@ def run_case(kernel: Kernel, case: Case, grid: Grid, matmul_peak: float | None, 
     def row(mode: str, status: str, message: str = "") -> Row:
         return case_row(case, mode, status, message, matmul_peak)
 
-    support = declared_support(kernel)
+    try:
+        support = declared_support(kernel)
+    except TypeError as exc:  # a malformed triad_support attribute: this kernel's rows say so, the grid goes on
+        return [row(m, "error", str(exc)) for m in grid.modes]
     if case.device not in support.devices or case.dtype not in support.dtypes:
         return [row(m, "unsupported", f"declares devices {support.devices}, dtypes {support.dtypes}")
                 for m in grid.modes]
@@ -252,7 +257,7 @@ def run_case(kernel: Kernel, case: Case, grid: Grid, matmul_peak: float | None, 
     for mode, result in results.items():
         if isinstance(result, BaseException):
             first_line = (str(result).splitlines() or [""])[0][:200]
-            r = row(mode, _status(result), f"{type(result).__name__}: {first_line}")
+            r = row(mode, exception_status(result), f"{type(result).__name__}: {first_line}")
             if isinstance(result, WrongOutputError):
                 r.check_err, r.check_bound = result.err, result.bound
             rows.append(r)

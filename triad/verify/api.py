@@ -21,10 +21,17 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import HypothesisException
 
-from torch_impl.kernels import KernelNotFoundError, resolve_kernel
+from torch_impl.kernels import TORCH_DTYPES, KernelNotFoundError, resolve_kernel
 from torch_impl.scratch.attention import scaled_dot_product_attention as baseline_sdpa
 from triad.tolerance import max_abs_err
-from triad.verify.cases import FAMILIES, MASK_KINDS, TORCH_DTYPES, VerifyCase, applicable_relations, verify_cases
+from triad.verify.cases import (
+    FAMILIES,
+    MASK_KINDS,
+    VerifyCase,
+    applicable_relations,
+    coverage_cases,
+    verify_cases,
+)
 from triad.verify.check import (
     AUTOGRAD_LINE,
     DETERMINISM_LINE,
@@ -99,7 +106,8 @@ def _relation_check(kernel: Kernel, case: VerifyCase, relation: str, arrays: dic
     base_lhs, base_rhs = relation_sides(relation, _forward_fn(baseline_sdpa, case, dtype, device), arrays, case)
     return rule_check(RELATION_LINES[relation], "max", max_abs_err(lhs, rhs), max_abs_err(base_lhs, base_rhs),
                       relation_magnitude(relation, magnitudes["out"]), dtype,
-                      relation_logits(relation, magnitudes["logit_magnitude"], case))
+                      relation_logits(relation, magnitudes["logit_magnitude"], case),
+                      2.0 * relation_magnitude(relation, magnitudes["out_underflow"]))  # two sides, each an output
 
 
 def check_one_case(kernel: str | Kernel, case: VerifyCase, *, device: str = "cpu", dtype: str = "float32",
@@ -109,7 +117,7 @@ def check_one_case(kernel: str | Kernel, case: VerifyCase, *, device: str = "cpu
     support = declared_support(kernel, supports)
     backward = support.backward
     arrays = case.arrays(dtype)
-    expected, magnitudes = oracle(case, arrays)
+    expected, magnitudes, row_logits = oracle(case, arrays)
     outcome = CaseOutcome(case, logits=magnitudes["logits"])  # max |S|, for the report's "logits" line
     if not backward:
         expected = {"out": expected["out"]}
@@ -118,12 +126,13 @@ def check_one_case(kernel: str | Kernel, case: VerifyCase, *, device: str = "cpu
         try:
             actual = run_kernel(kernel, case, arrays, dtype, device, backward)
             baseline = run_kernel(baseline_sdpa, case, arrays, dtype, device, backward)
-            outcome.checks += agreement_checks(actual, baseline, expected, magnitudes, dtype)
+            outcome.checks += agreement_checks(actual, baseline, expected, magnitudes, row_logits, dtype)
             outcome.nondeterministic = not same_bits(actual, run_kernel(kernel, case, arrays, dtype, device, backward))
             for relation in applicable_relations(case, support):
                 try:  # a relation's runs (dropout, one more head dim) may be declined on their own
                     if relation == "dropout":
-                        check = dropout_check(kernel, case, arrays, expected["out"], magnitudes, dtype, device)
+                        check = dropout_check(kernel, case, arrays, expected["out"], magnitudes, row_logits["out"],
+                                              dtype, device)
                     else:
                         check = _relation_check(kernel, case, relation, arrays, dtype, device, magnitudes)
                     outcome.checks.append(check)
@@ -154,7 +163,7 @@ def case_features(case: VerifyCase, logits: float) -> list[str]:
     conditions = {
         LQ_NE_LK: case.Lq != case.Lk,
         TAIL_BLOCKS: any(n > 16 and n % 16 for n in (case.Lq, case.Lk)),
-        PER_ELEMENT_MASKS: case.B > 1 and case.mask not in ("none", "is_causal", "bool_shared"),
+        PER_ELEMENT_MASKS: case.B > 1 and case.mask not in ("none", "is_causal", "bool_shared", "alibi"),
         SCALE_OVERRIDE: case.effective_scale is not None,
         NON_CONTIGUOUS: case.non_contiguous,
         BIG_LOGITS: logits >= 100.0,
@@ -227,6 +236,9 @@ def verify_attention(
 ) -> Report:
     """Search ``max_examples`` cases for a disagreement with the float64 reference; never raises for a bad kernel.
 
+    The search is preceded by one small case per supported mask kind (``coverage_cases``), so a run checks
+    ``max_examples`` plus at most ``len(MASK_KINDS)`` cases.
+
     ``kernel``: a built-in name (``native``, ``sdpa-math``, ...), ``package.module:function`` or a
     callable with ``F.scaled_dot_product_attention``'s signature. ``on_example(n)`` is called after
     each case (a progress bar). The report's verdict is ``verified``, ``failed`` (with the minimal
@@ -263,40 +275,53 @@ def verify_attention(
     _empty_report_lines(report, support)
     failures: list[CaseOutcome] = []
 
-    @hypothesis_seed(seed)
-    @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-              phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
-    @given(case=verify_cases(support, dtype))
-    def search(case: VerifyCase) -> None:
+    def run_case(case: VerifyCase) -> CaseOutcome:
         outcome = check_one_case(resolved, case, device=device, dtype=dtype, supports=support)
-        searching = not failures  # after the first failure hypothesis shrinks; the tally is the search's
-        if searching:
+        if not failures:  # the tally is of the cases until the first failure; after it comes shrinking
             _tally(report, outcome)
             if on_example is not None:
                 on_example(report.examples + report.skipped)
-        if outcome.failed:  # one raise site: hypothesis tells failures apart by where they are raised
-            failures.append(outcome)
-            raise AssertionError(outcome.summary())
-        margins = [c.margin for c in outcome.checks if c.stat]
-        if searching and margins:
-            target(min(max(margins), 1e6), label="error / allowed error")
+        return outcome
+
+    def search(masks: tuple[str, ...] | None) -> None:
+        """Hypothesis over ``verify_cases`` (only ``masks`` if given); shrinks the first failure it finds."""
+        @hypothesis_seed(seed)
+        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+                  phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
+        @given(case=verify_cases(support, dtype, masks))
+        def one_example(case: VerifyCase) -> None:
+            searching = not failures
+            outcome = run_case(case)
+            if outcome.failed:  # one raise site: hypothesis tells failures apart by where they are raised
+                failures.append(outcome)
+                raise AssertionError(outcome.summary())
+            margins = [c.margin for c in outcome.checks if c.stat]
+            if searching and margins:
+                target(min(max(margins), 1e6), label="error / allowed error")
+
+        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
+        with contextlib.suppress(AssertionError, HypothesisException):
+            one_example()
 
     started = time.perf_counter()
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     # TF32 would make the float32 baseline ~1e-3 relative and let a kernel as imprecise pass
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
-        with contextlib.suppress(AssertionError, HypothesisException):
-            search()
+        # First one small case per mask kind (the search alone may never draw one), then the search. When a
+        # coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it.
+        failed_coverage = next((o for o in map(run_case, coverage_cases(support)) if o.failed), None)
+        if failed_coverage is not None:
+            failures.append(failed_coverage)
+        search(None if failed_coverage is None else (failed_coverage.case.mask,))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     report.seconds = time.perf_counter() - started
     if failures:
         report.verdict = FAILED
         report.failure = failures[-1]
-        report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype)
+        report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype, supports)
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

@@ -16,8 +16,12 @@ Input families, beyond Gaussian noise because benign inputs hide bugs:
 
 Mask kinds: ``none``, ``is_causal`` (SDPA's top-left flag), ``bool_shared`` (one ``(Lq, Lk)``
 keep-mask), ``bool_per_batch`` (``(B, 1, Lq, Lk)``, different for each batch element),
-``additive`` (finite float values and ``-inf``), ``fully_masked_rows`` (some query rows see no key)
-and ``single_key`` (every query row sees exactly one key).
+``additive`` (finite float values and ``-inf``), ``fully_masked_rows`` (some query rows see no key),
+``single_key`` (every query row sees exactly one key), ``key_padding`` (a ``(B, 1, 1, Lk)`` keep-mask
+of each element's true length, broadcast over heads and queries) and ``alibi`` (a finite
+``(1, H, Lq, Lk)`` additive bias, different for each head and shared by the batch). Between them
+the masks arrive in every broadcast a kernel must get right: ``(Lq, Lk)``, ``(B, 1, Lq, Lk)``,
+``(B, 1, 1, Lk)``, ``(1, H, Lq, Lk)`` and ``(B, H, Lq, Lk)``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from torch_impl.kernels import TORCH_DTYPES
 from triad.verify.support import KernelSupport
 
-MASK_KINDS = ("none", "is_causal", "bool_shared", "bool_per_batch", "additive", "fully_masked_rows", "single_key")
+MASK_KINDS = ("none", "is_causal", "bool_shared", "bool_per_batch", "additive", "fully_masked_rows", "single_key",
+              "key_padding", "alibi")
 FAMILIES = ("gaussian", "peaky", "ties", "fp16_overflow", "tiny")
 # Lengths around the block sizes kernels tile by (16, 64, 128), so tail blocks are partial.
 BLOCK_EDGE_LENGTHS = (15, 17, 31, 33, 63, 65, 127, 129, 255, 257, 513)
@@ -42,8 +48,6 @@ FP16_MAX = 65504.0
 LARGE_HEAD_WORK = 2**19
 SMALL_WORK = 2**14  # cases this small also run the dropout check (64 runs)
 
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -53,7 +57,7 @@ def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
 
 def _mask_requirement(mask: str) -> str | None:
     """Which declared mask support a mask kind needs."""
-    return {"none": None, "is_causal": "is_causal", "additive": "additive"}.get(mask, "bool")
+    return {"none": None, "is_causal": "is_causal", "additive": "additive", "alibi": "additive"}.get(mask, "bool")
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,15 @@ class VerifyCase:
         if self.mask == "single_key":
             chosen = rng.integers(0, Lk, size=(B, H, Lq, 1))  # (B, H, Lq, 1)
             return np.arange(Lk) == chosen  # (B, H, Lq, Lk)
+        if self.mask == "key_padding":
+            lengths = rng.integers(1, Lk + 1, size=(B, 1, 1, 1))  # (B, 1, 1, 1), each element's true length
+            lengths[0] = max(1, Lk - 1)  # at least one element is padded (when Lk > 1)
+            return np.arange(Lk) < lengths  # (B, 1, 1, Lk)
+        if self.mask == "alibi":
+            # ALiBi: -slope_h |i - j| with a geometric slope per head, sized so the bias matters against the logits
+            slopes = max(1.0, self.logit_scale) * 2.0 ** -np.arange(H).reshape(1, H, 1, 1)  # (1, H, 1, 1)
+            distance = np.abs(np.arange(Lq)[:, None] - np.arange(Lk)[None, :]) / max(Lq, Lk)  # (Lq, Lk)
+            return round_to(-slopes * distance, dtype)  # (1, H, Lq, Lk)
         raise ValueError(f"mask: expected one of {MASK_KINDS}, got {self.mask!r}")
 
 
@@ -176,12 +189,42 @@ def applicable_relations(case: VerifyCase, support: KernelSupport) -> list[str]:
     return relations
 
 
-@st.composite
-def verify_cases(draw: st.DrawFn, support: KernelSupport, dtype: str) -> VerifyCase:
-    """Cases the kernel declares it supports (the rest are reported as skipped, never drawn)."""
+def _allowed_masks(support: KernelSupport) -> list[str]:
     masks = [m for m in MASK_KINDS if _mask_requirement(m) is None or _mask_requirement(m) in support.masks]
-    masks = [m for m in masks if m != "fully_masked_rows" or support.fully_masked_rows]
-    families = [f for f in FAMILIES if f != "fp16_overflow" or support.scale]
+    return [m for m in masks if m != "fully_masked_rows" or support.fully_masked_rows]
+
+
+def _allowed_families(support: KernelSupport) -> list[str]:
+    return [f for f in FAMILIES if f != "fp16_overflow" or support.scale]
+
+
+def coverage_cases(support: KernelSupport) -> list[VerifyCase]:
+    """One small case per mask kind the kernel supports, checked before the search, whatever hypothesis draws.
+
+    The search is not uniform (it favours simple cases and, through ``target``, the neighbourhood of the
+    worst margin so far), so a mask kind can go unseen in 200 examples; these cases make sure none does.
+    They cycle through the input families, with logits of size 1 (so that every key, masked or not, carries
+    weight: with logits in the hundreds one key takes it all and a wrong mask on the others hides), a tail
+    block (17 keys), Lq != Lk, batch 2 and, every other case, transposed views.
+    """
+    families = _allowed_families(support)
+    E = min(max(8, support.min_head_dim), support.max_head_dim)
+    Lq, Lk = (7, 17) if support.different_lengths else (17, 17)
+    return [
+        VerifyCase(B=2, H=2, Lq=Lq, Lk=Lk, E=E, Ev=E, mask=mask, family=families[i % len(families)],
+                   logit_scale=LOGIT_SCALES[0], scale=None,
+                   non_contiguous=support.non_contiguous and i % 2 == 1, seed=i)
+        for i, mask in enumerate(_allowed_masks(support))
+    ]
+
+
+@st.composite
+def verify_cases(draw: st.DrawFn, support: KernelSupport, dtype: str,
+                 only_masks: tuple[str, ...] | None = None) -> VerifyCase:
+    """Cases the kernel declares it supports (the rest are reported as skipped, never drawn); ``only_masks``
+    narrows the mask kinds further."""
+    masks, families = _allowed_masks(support), _allowed_families(support)
+    masks = [m for m in masks if only_masks is None or m in only_masks]
     lengths = st.one_of(st.integers(1, 12), st.sampled_from(BLOCK_EDGE_LENGTHS))
     lo, hi = support.min_head_dim, support.max_head_dim
     head_dims = st.one_of(st.integers(lo, min(hi, max(lo, 32))),

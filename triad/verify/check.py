@@ -2,7 +2,8 @@ r"""One case: run the kernel and the baseline, compare both with the float64 ora
 
 The rule (``triad.tolerance``): for each of out, dq, dk, dv, on the worst element and on the mean,
 
-.. math::  \mathrm{err}_\text{kernel} \le 2\,\mathrm{err}_\text{baseline} + u\,\mu\,(2 + 4\max s|q||k|^\top)
+.. math::  \mathrm{err}_\text{kernel} \le 2\,\mathrm{err}_\text{baseline} + u\,\mu\,(2 + 4\max_\text{row} s|q||k|^\top)
+           + \eta\,n_\text{underflow}
 
 where the oracle is the NumPy reference in float64 on the *same* inputs (already rounded to the
 dtype, so neither side is blamed for the rounding of its inputs) and the baseline is ``scratch``,
@@ -24,14 +25,16 @@ import numpy as np
 import torch
 
 from reference.attention import attention_backward, attention_forward
+from torch_impl.kernels import TORCH_DTYPES
 from triad.tolerance import (
     KERNEL_LOGIT_FLOOR_FACTOR,
     attention_magnitudes,
+    attention_row_logits,
     low_precision_bound,
     max_abs_err,
     mean_abs_err,
 )
-from triad.verify.cases import TORCH_DTYPES, VerifyCase
+from triad.verify.cases import VerifyCase
 from triad.verify.support import is_declined
 
 TENSORS = ("out", "dq", "dk", "dv")
@@ -206,8 +209,10 @@ def run_kernel(kernel: Kernel, case: VerifyCase, arrays: dict[str, Any], dtype: 
     return result
 
 
-def oracle(case: VerifyCase, arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The float64 reference's out, dq, dk, dv on the case's (dtype-rounded) inputs, and their magnitudes mu."""
+def oracle(case: VerifyCase, arrays: dict[str, Any]
+           ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+    """The float64 reference's out, dq, dk, dv on the case's (dtype-rounded) inputs, their magnitudes mu
+    (``attention_magnitudes``) and the per-row logit scales of each: (B, H, Lq) for out, dq; (B, H, Lk) for dk, dv."""
     out, cache = attention_forward(arrays["q"], arrays["k"], arrays["v"], arrays["attn_mask"],
                                    is_causal=case.is_causal, scale=case.effective_scale)
     dq, dk, dv = attention_backward(arrays["dout"], cache)
@@ -215,31 +220,60 @@ def oracle(case: VerifyCase, arrays: dict[str, Any]) -> tuple[dict[str, np.ndarr
     magnitudes = attention_magnitudes(arrays["dout"], cache)
     for name in TENSORS:
         magnitudes[name] = max(magnitudes[name], float(np.max(np.abs(expected[name]))) if expected[name].size else 0.0)
-    return expected, magnitudes
+    per_query, per_key = attention_row_logits(cache)
+    row_logits = {"out": per_query, "dq": per_query, "dk": per_key, "dv": per_key}
+    return expected, magnitudes, row_logits
 
 
 def rule_check(line: str, stat: str, err_abs: float, baseline_abs: float, mu: float, dtype: str,
-               logits: float) -> CheckResult:
+               logits: float, underflow: float = 0.0) -> CheckResult:
     """The tolerance rule on absolute errors; reported relative to mu. A non-finite baseline leaves the floor."""
     usable_baseline = baseline_abs if np.isfinite(baseline_abs) else 0.0
-    allowed = low_precision_bound(usable_baseline, mu, dtype, logits, KERNEL_LOGIT_FLOOR_FACTOR)
+    allowed = low_precision_bound(usable_baseline, mu, dtype, logits, KERNEL_LOGIT_FLOOR_FACTOR, underflow)
     passed = bool(np.isfinite(err_abs) and err_abs <= allowed)
     rel = 1.0 / mu if mu > 0.0 else 1.0
     return CheckResult(line, passed, err_abs * rel, baseline_abs * rel, allowed * rel, stat)
 
 
+def rowwise_rule_check(line: str, actual: np.ndarray, expected: np.ndarray, baseline_abs: float, mu: float,
+                       dtype: str, row_logits: np.ndarray, underflow: float) -> CheckResult:
+    """The rule on the worst element, each row (axis -2) with its own logit term; reports the row nearest its bound.
+
+    ``row_logits`` has the tensor's shape without the last axis.
+    """
+    diff = np.abs(actual - expected)  # (B, H, L, d)
+    diff = np.where(np.isnan(diff) | ~np.isfinite(expected), np.inf, diff)  # NaN/inf where the oracle is finite
+    row_err = np.max(diff, axis=-1, initial=0.0)  # (B, H, L)
+    usable_baseline = baseline_abs if np.isfinite(baseline_abs) else 0.0
+    allowed = low_precision_bound(usable_baseline, mu, dtype, row_logits, KERNEL_LOGIT_FLOOR_FACTOR,
+                                  underflow)  # (B, H, L)
+    if row_err.size == 0:
+        return rule_check(line, "max", 0.0, baseline_abs, mu, dtype, 0.0, underflow)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        margin = np.where(row_err == 0.0, 0.0, row_err / allowed)  # (B, H, L)
+    worst = np.unravel_index(int(np.argmax(margin)), margin.shape)
+    rel = 1.0 / mu if mu > 0.0 else 1.0
+    return CheckResult(line, bool(np.all(margin <= 1.0)), float(row_err[worst]) * rel, baseline_abs * rel,
+                       float(allowed[worst]) * rel, "max")
+
+
 def agreement_checks(actual: dict[str, np.ndarray], baseline: dict[str, np.ndarray], expected: dict[str, np.ndarray],
-                     magnitudes: dict[str, float], dtype: str) -> list[CheckResult]:
+                     magnitudes: dict[str, float], row_logits: dict[str, np.ndarray], dtype: str) -> list[CheckResult]:
+    """For each tensor: no NaN/inf where the oracle is finite, the rule per row on the worst element, and on the mean
+    (its floor at the mean of the rows' logit scales)."""
     checks = []
     for name in actual:
         finite = np.isfinite(expected[name])
         bad = int(np.sum(finite & ~np.isfinite(actual[name])))
         checks.append(CheckResult(FINITE_LINE, bad == 0,
                                   message=f"{name}: {bad} NaN/inf where the oracle is finite" if bad else ""))
-        for stat, measure in (("max", max_abs_err), ("mean", mean_abs_err)):
-            checks.append(rule_check(name, stat, measure(actual[name], expected[name]),
-                                     measure(baseline[name], expected[name]), magnitudes[name], dtype,
-                                     magnitudes["logit_magnitude"]))
+        mu, underflow = magnitudes[name], magnitudes[f"{name}_underflow"]
+        baseline_max = max_abs_err(baseline[name], expected[name])
+        checks.append(rowwise_rule_check(name, actual[name], expected[name], baseline_max, mu, dtype, row_logits[name],
+                                         underflow))
+        mean_logits = float(np.mean(row_logits[name])) if row_logits[name].size else 0.0
+        checks.append(rule_check(name, "mean", mean_abs_err(actual[name], expected[name]),
+                                 mean_abs_err(baseline[name], expected[name]), mu, dtype, mean_logits, underflow))
     return checks
 
 

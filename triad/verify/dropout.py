@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from reference.attention import attention_forward
+from torch_impl.kernels import TORCH_DTYPES
 from triad.tolerance import KERNEL_LOGIT_FLOOR_FACTOR, low_precision_bound
-from triad.verify.cases import TORCH_DTYPES, VerifyCase
+from triad.verify.cases import VerifyCase
 from triad.verify.check import CheckResult, Kernel, call_kernel, mask_tensor
 
 DROPOUT_LINE = "dropout: the mean of many runs is the output without dropout"
@@ -40,7 +41,7 @@ Z_BOUND = 6.0
 
 
 def dropout_check(kernel: Kernel, case: VerifyCase, arrays: dict[str, Any], expected_out: np.ndarray,
-                  magnitudes: dict[str, float], dtype: str, device: str) -> CheckResult:
+                  magnitudes: dict[str, float], row_logits: np.ndarray, dtype: str, device: str) -> CheckResult:
     """Run the kernel RUNS times with dropout_p = P_DROP (torch seeded from the case) and test the mean."""
     q, k, v = (torch.tensor(np.ascontiguousarray(arrays[n]), dtype=TORCH_DTYPES[dtype], device=device)
                for n in ("q", "k", "v"))
@@ -63,7 +64,8 @@ def dropout_check(kernel: Kernel, case: VerifyCase, arrays: dict[str, Any], expe
                                  is_causal=case.is_causal, scale=case.effective_scale)
     variance = P_DROP / (1.0 - P_DROP) * (cache["probs"] ** 2 @ (arrays["v"] / unit) ** 2)  # (B, H, Lq, Ev)
     standard_error = np.sqrt(variance / RUNS)  # (B, H, Lq, Ev)
-    floor = low_precision_bound(0.0, mu / unit, dtype, magnitudes["logit_magnitude"], KERNEL_LOGIT_FLOOR_FACTOR)
+    floor = low_precision_bound(0.0, mu / unit, dtype, row_logits[..., None], KERNEL_LOGIT_FLOOR_FACTOR,
+                                magnitudes["out_underflow"] / unit)  # (B, H, Lq, 1): each row its own logits
     allowed = Z_BOUND * standard_error + floor  # (B, H, Lq, Ev)
     diff = np.abs(mean - expected)  # (B, H, Lq, Ev)
     worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape) if diff.size else ()

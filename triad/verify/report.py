@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triad.verify.check import CaseOutcome, CheckResult
+from triad.verify.support import KernelSupport
 
 # Verdicts of a whole run, with the CLI's exit code.
 VERIFIED, FAILED, UNSUPPORTED, BAD_KERNEL = "verified", "failed", "unsupported", "bad kernel"
@@ -138,10 +139,18 @@ class Report:
         console.print(f"[{style}]{self.summary()}[/]")
 
 
-def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str) -> str:
-    """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it."""
+def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str,
+                 supports: KernelSupport | None = None) -> str:
+    """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it.
+
+    ``supports``: the support the caller passed to ``verify_attention`` (None: the kernel's own declaration),
+    written into the script so that it runs the same checks (which relations apply depends on it).
+    """
     case = failure.case
     fields = ", ".join(f"{name}={value!r}" for name, value in case.to_json().items())
+    support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
+    supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
+        f"SUPPORTS = KernelSupport({support_fields})")
     found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
     spec_line = (f"KERNEL = {kernel_spec!r}" if kernel_spec else
                  "KERNEL = None  # the kernel had no importable name; pass MODULE:FUNCTION on the command line")
@@ -158,15 +167,17 @@ import sys
 
 from triad.verify.api import check_one_case
 from triad.verify.cases import VerifyCase
+from triad.verify.support import KernelSupport
 
 {spec_line}
 CASE = VerifyCase({fields})
+{supports_line}
 
 if __name__ == "__main__":
     spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
     if spec is None:
         sys.exit("usage: python {{this file}} MODULE:FUNCTION")
-    outcome = check_one_case(spec, CASE, device={device!r}, dtype={dtype!r})
+    outcome = check_one_case(spec, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)
 '''
