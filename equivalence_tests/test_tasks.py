@@ -27,7 +27,7 @@ from triad.tasks.classify import (
 )
 from triad.tasks.common import IGNORE_INDEX
 from triad.tasks.copy import EOS as COPY_EOS
-from triad.tasks.copy import SOS, copy_data, copy_target
+from triad.tasks.copy import SOS, all_pairs, copy_data, copy_target
 
 # ---- copy ----
 
@@ -184,3 +184,12 @@ def test_classify_rejects_bad_arguments():
         classify_data(4, seed=0, length=0)
     with pytest.raises(ValueError, match="values: R\\^2 is undefined"):
         r_squared(np.zeros(3), np.ones(3))
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8])
+def test_all_pairs_are_every_distinct_example_once(length: int) -> None:
+    pairs = all_pairs(length)
+    drawn = copy_data(400, seed=3, length=length)
+    distinct = {(tuple(s), tuple(t)) for s, t in zip(drawn.src, drawn.tgt, strict=True)}
+    listed = [(tuple(s), tuple(t)) for s, t in zip(pairs.src, pairs.tgt, strict=True)]
+    assert len(listed) == len(set(listed)) and set(listed) == distinct

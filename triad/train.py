@@ -14,8 +14,9 @@ in a ``LambdaLR`` whose factor for ``last_epoch`` e is ``warmup_rate(e + 1)``. `
 exactly when ``reference.schedule.WarmupSchedule`` writes ``optimizer.lr``.
 
 Tasks (``triad.tasks``): ``copy`` trains the encoder-decoder and scores exact-match greedy decoding
-(with the key/value cache) on held-out sequences; ``charlm`` trains the decoder-only LM and scores
-the share of sentences regenerated exactly from their first word; ``classify`` trains the encoder
+(with the key/value cache) on each of its four distinct sequences (there are no others to hold out);
+``charlm`` trains the decoder-only LM and scores the share of sentences regenerated exactly from their
+first word; ``classify`` trains the encoder
 classifier and scores held-out accuracy.
 """
 
@@ -107,7 +108,7 @@ def make_task(
     """The task ``name`` with its default model and recipe; ``steps`` and ``override`` replace the defaults
     (a config must keep the task's vocabulary sizes and ``n_outputs``, and a ``max_len`` at least the task's).
 
-    Training batches are drawn with seed ``seed * 100_003 + step``, the held-out sets of the metrics with
+    Training batches are drawn with seed ``seed * 100_003 + step``, the held-out set of ``classify`` with
     ``seed + 1_000_000_007``: disjoint streams for any seed below 10^4 and runs below 10^5 steps."""
     if name == "copy":
         V = copy.VOCAB_SIZE
@@ -272,9 +273,9 @@ def make_model(task: Task, impl: str, seed: int, device: str = "cpu",
 # ---------------------------------------------------------------------------------------------------------
 
 
-def copy_exact_match(model: ReferenceModel | TorchModel, seed: int, n: int = 100) -> float:
-    """Share of held-out copy examples whose greedy decoding (KV cache) equals the target exactly."""
-    data = copy.copy_data(n, seed=seed + 1_000_000_007)  # another seed than any training batch
+def copy_exact_match(model: ReferenceModel | TorchModel) -> float:
+    """Share of the copy task's four distinct pairs whose greedy decoding (KV cache) equals the target exactly."""
+    data = copy.all_pairs()
     next_logits = cached_next_logits(model.decode_step(data.src))
     out = generate(next_logits, data.tgt[:, :1], max_tokens=data.tgt.shape[1] - 1)  # from SOS
     return float(np.mean(np.all(out == data.tgt, axis=1)))
@@ -308,7 +309,7 @@ def classify_accuracy(model: ReferenceModel | TorchModel, seed: int, n: int = 50
 
 def task_metric(task: Task, model: ReferenceModel | TorchModel, seed: int) -> tuple[str, float]:
     if task.name == "copy":
-        return "exact_match", copy_exact_match(model, seed)
+        return "exact_match", copy_exact_match(model)
     if task.name == "charlm":
         return "sentences_reproduced", charlm_reproduction(model, task)
     return "accuracy", classify_accuracy(model, seed)
