@@ -51,8 +51,8 @@ def model_cases(draw: st.DrawFn, kind: str):
         d_model=n_heads * d_head,
         n_heads=n_heads,
         d_ff=draw(st.integers(1, 5)),
-        n_encoder_layers=draw(st.integers(1, 2)),
-        n_decoder_layers=draw(st.integers(1, 2)),
+        n_encoder_layers=draw(st.integers(0, 2)),  # 0: the stack is its final norm
+        n_decoder_layers=draw(st.integers(0, 2)),
         dropout=0.0,
         activation=draw(st.sampled_from(ACTIVATIONS)),
         norm_first=draw(st.booleans()),
@@ -101,6 +101,17 @@ def test_encoder_classifier_outputs_loss_and_grads_agree_across_implementations(
 @given(case=model_cases("decoder_lm"))
 def test_decoder_lm_logits_loss_and_grads_agree_across_implementations(case, implementation: str) -> None:
     _assert_agree(case, implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize(("kind", "n_encoder", "n_decoder"), [("encoder_decoder", 0, 1), ("encoder_decoder", 1, 0),
+                                                               ("encoder_classifier", 0, 0), ("decoder_lm", 0, 0)])
+def test_a_stack_of_zero_layers_is_its_final_norm_in_all_three(kind: str, n_encoder: int, n_decoder: int,
+                                                               implementation: str) -> None:
+    # torch's stacks index their first layer and fail with none: native wraps them
+    config = TransformerConfig(d_model=6, n_heads=2, d_ff=4, n_encoder_layers=n_encoder, n_decoder_layers=n_decoder,
+                               dropout=0.0, src_vocab_size=5, tgt_vocab_size=5, max_len=6)
+    _assert_agree(make_case(kind, config, 2, 4, 3, seed=0), implementation)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,15 +27,18 @@ from torch import nn
 from reference.config import TransformerConfig
 from reference.models import check_classifier_tokens, check_tokens, embedding_scale
 from torch_impl.native.embedding import Embedding
-from torch_impl.native.layers import encoder_layer, native_activation
+from torch_impl.native.layers import decoder_layer, encoder_layer, native_activation
 from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 from torch_impl.native.positional_encoding import PositionalEncoding
-from torch_impl.native.stacks import final_norm
+from torch_impl.native.stacks import TransformerDecoder, TransformerEncoder, final_norm
 
 
-def _encoder_stack(config: TransformerConfig, n_layers: int) -> nn.TransformerEncoder:
-    """An ``nn.TransformerEncoder`` of ``n_layers`` layers; no nested tensors, so every row is computed."""
-    return nn.TransformerEncoder(encoder_layer(config), n_layers, norm=final_norm(config), enable_nested_tensor=False)
+def _encoder_stack(config: TransformerConfig, n_layers: int) -> TransformerEncoder:
+    """An ``nn.TransformerEncoder`` of ``n_layers`` (0 too) layers; no nested tensors, so every row is computed.
+
+    The nested-tensor path would zero padded memory rows in eval without grad (#86120), and without a
+    ``memory_key_padding_mask`` every decoder output would then differ (#132136)."""
+    return TransformerEncoder(encoder_layer(config), n_layers, norm=final_norm(config), enable_nested_tensor=False)
 
 
 class EncoderDecoder(nn.Transformer):
@@ -43,17 +46,15 @@ class EncoderDecoder(nn.Transformer):
     keep torch's keys) that also owns the embeddings and the generator."""
 
     def __init__(self, config: TransformerConfig) -> None:
+        # Our own stacks (torch's, taking zero layers too, with the final norms only when config.final_norm:
+        # nn.Transformer's own always have them) through nn.Transformer's custom_encoder/custom_decoder.
+        decoder = TransformerDecoder(decoder_layer(config), config.n_decoder_layers, norm=final_norm(config))
         super().__init__(
             config.d_model, config.n_heads, config.n_encoder_layers, config.n_decoder_layers, config.d_ff,
             config.dropout, native_activation(config.activation), layer_norm_eps=config.layer_norm_eps,
             batch_first=True, norm_first=config.norm_first, bias=config.bias,
+            custom_encoder=_encoder_stack(config, config.n_encoder_layers), custom_decoder=decoder,
         )
-        if not config.final_norm:  # nn.Transformer always builds them
-            self.encoder.norm = None
-            self.decoder.norm = None
-        # nn.Transformer's encoder turns nested tensors on: in eval without grad it then zeroes padded memory
-        # rows (#86120), and without memory_key_padding_mask every decoder output differs (#132136).
-        self.encoder.enable_nested_tensor = self.encoder.use_nested_tensor = False
         self.config = config
         D, V = config.d_model, config.tgt_vocab_size
         self.src_embed = Embedding(config.src_vocab_size, D, embedding_scale(config))

@@ -27,6 +27,25 @@ def final_norm(config: TransformerConfig) -> nn.LayerNorm | None:
     return nn.LayerNorm(config.d_model, config.layer_norm_eps, bias=config.bias) if config.final_norm else None
 
 
+class TransformerEncoder(nn.TransformerEncoder):
+    """``nn.TransformerEncoder`` that also runs with zero layers (torch's forward reads its first layer's
+    settings and fails): then it is only its final norm, as in the reference and scratch."""
+
+    def forward(self, src: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
+        if len(self.layers) == 0:
+            return src if self.norm is None else self.norm(src)
+        return super().forward(src, *args, **kwargs)  # type: ignore[arg-type]
+
+
+class TransformerDecoder(nn.TransformerDecoder):
+    """``nn.TransformerDecoder`` that also runs with zero layers: then it is only its final norm."""
+
+    def forward(self, tgt: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
+        if len(self.layers) == 0:
+            return tgt if self.norm is None else self.norm(tgt)
+        return super().forward(tgt, *args, **kwargs)  # type: ignore[arg-type]
+
+
 class Encoder(nn.Module):
     """x (B, L, D) -> (B, L, D) through ``config.n_encoder_layers`` layers."""
 
@@ -35,7 +54,7 @@ class Encoder(nn.Module):
         self.config = config
         with warnings.catch_warnings():  # torch warns when a config (odd heads, pre-norm...) rules its fast path out
             warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
-            self.stack = nn.TransformerEncoder(encoder_layer(config), config.n_encoder_layers, norm=final_norm(config))
+            self.stack = TransformerEncoder(encoder_layer(config), config.n_encoder_layers, norm=final_norm(config))
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, _ = x.shape
@@ -50,7 +69,7 @@ class Decoder(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = config
-        self.stack = nn.TransformerDecoder(decoder_layer(config), config.n_decoder_layers, norm=final_norm(config))
+        self.stack = TransformerDecoder(decoder_layer(config), config.n_decoder_layers, norm=final_norm(config))
 
     def forward(
         self,
