@@ -24,6 +24,14 @@ off by :math:`10^{-3}` or more).
 error :math:`h^2 f'''/6` and a rounding error :math:`u |f| / h \approx 10^{-10}|f|`; inputs in
 those tests have unit scale, so both are far below 1e-6, while a wrong backward is off by O(1).
 
+**Adam on a zero gradient: 1e-7 absolute.** An attention key bias ``k_proj.bias`` adds :math:`q \cdot b_k`
+to every score of a row, which the softmax ignores: its gradient is 0 in exact arithmetic, and each
+implementation computes rounding noise :math:`g \approx 10^{-17}` instead. Adam turns noise into a step
+:math:`\eta\, \hat m / (\sqrt{\hat v} + \epsilon) \approx \eta\, g / \epsilon` (with
+:math:`\sqrt{\hat v} \ll \epsilon = 10^{-9}`), so after 20 steps of :math:`\eta \le 0.05` two implementations'
+key biases may differ by up to :math:`20 \cdot 0.05 \cdot 10^{-16} / 10^{-9} = 10^{-7}`
+(``ADAM_ZERO_GRAD_ABS_BOUND``, for the 20-step training comparison), while no output depends on them.
+
 **Low precision (float32, fp16, bf16, a user's kernel).** No fixed number: a result in a
 dtype passes when its error against the float64 oracle is at most
 
@@ -95,6 +103,7 @@ import numpy as np
 F64_REL_BOUND = 1e-10
 FD_REL_BOUND = 1e-6
 FD_STEP = 1e-6
+ADAM_ZERO_GRAD_ABS_BOUND = 1e-7  # 20 Adam steps of lr <= 0.05 on a gradient that is rounding noise
 LOW_PRECISION_FACTOR = 2.0
 FLOOR_ULPS = 2.0
 LOGIT_FLOOR_FACTOR = 2.0
