@@ -21,7 +21,7 @@ from reference.losses import (
     paper_label_smoothing_backward,
     paper_label_smoothing_forward,
 )
-from reference.softmax import log_softmax_backward, log_softmax_forward
+from reference.softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 from torch_impl.native import losses as native_losses
 from torch_impl.native import softmax as native_softmax
 from torch_impl.scratch import losses as scratch_losses
@@ -32,23 +32,37 @@ seeds = st.integers(0, 2**32 - 1)
 IGNORE = -100
 
 
+# name -> (reference forward, reference backward); the torch functions have the same name in both packages
+SOFTMAXES = {"softmax": (softmax_forward, softmax_backward), "log_softmax": (log_softmax_forward, log_softmax_backward)}
+
+
+@pytest.mark.parametrize("name", SOFTMAXES)
 @given(B=st.integers(1, 3), N=st.integers(1, 9), logit_scale=st.sampled_from([1.0, 30.0, 1e3]), seed=seeds)
-def test_log_softmax_output_and_grad_agree_across_implementations(B, N, logit_scale, seed) -> None:
+def test_softmax_and_log_softmax_output_and_grad_agree_across_implementations(name, B, N, logit_scale, seed) -> None:
+    forward, backward = SOFTMAXES[name]
     rng = np.random.default_rng(seed)
     x, dz = logit_scale * rng.standard_normal((B, N)), rng.standard_normal((B, N))
-    z, cache = log_softmax_forward(x)
-    expected = {"out": z, "dx": log_softmax_backward(dz, cache)}
+    z, cache = forward(x)
+    expected = {"out": z, "dx": backward(dz, cache)}
+    # dx is small through cancellation when the softmax is one-hot: measure it at the magnitude of its terms,
+    # softmax: y (|dy| + sum y |dy|); log-softmax: |dz| + y sum |dz| (see triad.tolerance)
+    y, abs_dz = softmax_forward(x)[0], np.abs(dz)  # (B, N)
+    terms = y * (abs_dz + np.sum(y * abs_dz, axis=-1, keepdims=True)) if name == "softmax" else (
+        abs_dz + y * np.sum(abs_dz, axis=-1, keepdims=True))  # (B, N)
     for label, module in (("scratch", scratch_softmax), ("native", native_softmax)):
-        actual = run_torch_block(nn.Module(), {}, {"x": x}, dz, lambda t, m=module: m.log_softmax(t["x"]))
-        assert_agree(actual, expected, label)
+        function = getattr(module, name)
+        actual = run_torch_block(nn.Module(), {}, {"x": x}, dz, lambda t, f=function: f(t["x"]))
+        assert_agree(actual, expected, label, {"dx": float(np.max(terms))})
 
 
+@pytest.mark.parametrize("name", SOFTMAXES)
 @given(N=st.integers(1, 6), seed=seeds)
-def test_log_softmax_backward_matches_finite_differences(N, seed) -> None:
+def test_softmax_and_log_softmax_backward_match_finite_differences(name, N, seed) -> None:
+    forward, backward = SOFTMAXES[name]
     rng = np.random.default_rng(seed)
     x, dz = rng.standard_normal((2, N)), rng.standard_normal((2, N))
-    analytic = {"x": log_softmax_backward(dz, log_softmax_forward(x)[1])}
-    assert_matches_finite_differences(lambda: log_softmax_forward(x)[0], {"x": x}, dz, analytic)
+    analytic = {"x": backward(dz, forward(x)[1])}
+    assert_matches_finite_differences(lambda: forward(x)[0], {"x": x}, dz, analytic)
 
 
 CONVENTIONS = {
