@@ -29,10 +29,12 @@ from reference.losses import (
     paper_label_smoothing_forward,
 )
 from reference.positional_encoding import positional_encoding_backward, positional_encoding_forward, sinusoidal_table
-from reference.softmax import log_softmax_backward, log_softmax_forward
+from reference.softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 from torch_impl import native, scratch
 from torch_impl.native import losses as native_losses
+from torch_impl.native import softmax as native_softmax
 from torch_impl.scratch import losses as scratch_losses
+from torch_impl.scratch import softmax as scratch_softmax
 from triad.checks.base import ComponentResult, compare
 from triad.checks.blocks import run_torch_block
 from triad.tolerance import F64_REL_BOUND
@@ -93,10 +95,14 @@ def check_components() -> list[ComponentResult]:
 
     logits = 5.0 * rng.standard_normal((B, L, V))
     dz = rng.standard_normal((B, L, V))
-    z, cache = log_softmax_forward(logits)
-    runs = [(label, nn.Module(), {}, lambda t, f=f: f(t["x"])) for label, f in
-            (("scratch", scratch.log_softmax), ("native", native.log_softmax))]
-    results += _compare_all("log-softmax", {"out": z, "dx": log_softmax_backward(dz, cache)}, runs, {"x": logits}, dz)
+    softmaxes = (("softmax", softmax_forward, softmax_backward, scratch_softmax.softmax, native_softmax.softmax),
+                 ("log-softmax", log_softmax_forward, log_softmax_backward, scratch_softmax.log_softmax,
+                  native_softmax.log_softmax))
+    for label, forward, backward, scratch_fn, native_fn in softmaxes:
+        z, cache = forward(logits)
+        runs = [(impl, nn.Module(), {}, lambda t, f=f: f(t["x"])) for impl, f in (("scratch", scratch_fn),
+                                                                                   ("native", native_fn))]
+        results += _compare_all(label, {"out": z, "dx": backward(dz, cache)}, runs, {"x": logits}, dz)
 
     ffn = {"linear1.weight": rng.standard_normal((D_FF, D)) / math.sqrt(D), "linear1.bias": rng.standard_normal(D_FF),
            "linear2.weight": rng.standard_normal((D, D_FF)) / math.sqrt(D_FF), "linear2.bias": rng.standard_normal(D)}
