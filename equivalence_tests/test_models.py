@@ -41,12 +41,14 @@ IMPLEMENTATIONS = ("scratch", "native")
 
 @st.composite
 def model_cases(draw: st.DrawFn, kind: str):
-    """A small config with every switch drawn (norm placement, final norm, tying, bias, activation, scaling)."""
+    """A small config with every switch drawn (norm placement, final norm, tying, bias, activation, scaling,
+    layer-norm eps, padding id)."""
     n_heads = draw(st.sampled_from([1, 2]))
     # d_model >= 3: a layer norm over 2 entries is ill-conditioned when they nearly agree (a drawn d_model=2
     # case measured 1.3e-10 relative between two correct float64 implementations).
     d_head = draw(st.integers(3, 4))
     max_len = draw(st.integers(4, 7))
+    src_vocab_size, tgt_vocab_size = draw(st.integers(2, 9)), draw(st.integers(2, 9))
     config = TransformerConfig(
         d_model=n_heads * d_head,
         n_heads=n_heads,
@@ -58,9 +60,11 @@ def model_cases(draw: st.DrawFn, kind: str):
         norm_first=draw(st.booleans()),
         bias=draw(st.booleans()),
         final_norm=draw(st.booleans()),
-        src_vocab_size=draw(st.integers(2, 9)),
-        tgt_vocab_size=draw(st.integers(2, 9)),
+        src_vocab_size=src_vocab_size,
+        tgt_vocab_size=tgt_vocab_size,
         max_len=max_len,
+        layer_norm_eps=draw(st.sampled_from([1e-5, 1e-6, 1e-2])),  # 1e-2: the eps visibly moves the result
+        pad_id=draw(st.integers(0, min(src_vocab_size, tgt_vocab_size) - 1)),
         tie_weights=draw(st.booleans()),
         scale_embedding=draw(st.booleans()),
         n_outputs=draw(st.integers(1, 3)),
