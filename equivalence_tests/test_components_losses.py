@@ -18,6 +18,8 @@ from equivalence_tests.component_helpers import assert_agree, assert_matches_fin
 from reference.losses import (
     cross_entropy_backward,
     cross_entropy_forward,
+    mse_backward,
+    mse_forward,
     paper_label_smoothing_backward,
     paper_label_smoothing_forward,
 )
@@ -155,6 +157,22 @@ def test_ignored_positions_neither_count_nor_get_gradient(convention) -> None:
     assert abs(float(loss) - sum(per_position) / 2) <= 1e-15 * abs(float(loss))
 
 
+@given(shape=st.sampled_from([(1,), (5,), (3, 1), (2, 3, 2)]), dloss=st.sampled_from([1.0, 0.37]), seed=seeds)
+def test_mean_squared_error_and_its_gradient_agree_across_implementations(shape, dloss, seed) -> None:
+    rng = np.random.default_rng(seed)
+    predicted, targets = rng.standard_normal(shape), rng.standard_normal(shape)
+    loss, residual = mse_forward(predicted, targets)
+    expected = {"out": loss, "dpredicted": mse_backward(dloss, residual)}
+    targets_t = torch.tensor(targets)
+    for label, loss_fn in (("scratch", scratch_losses.mse), ("native", native_losses.mse)):
+        actual = run_torch_block(nn.Module(), {}, {"predicted": predicted}, np.array(dloss),
+                                 lambda t, f=loss_fn: f(t["predicted"], targets_t))
+        assert_agree(actual, expected, label)
+    analytic = {"predicted": mse_backward(0.8, residual)}
+    assert_matches_finite_differences(lambda: mse_forward(predicted, targets)[0], {"predicted": predicted},
+                                      np.array(0.8), analytic)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
@@ -174,6 +192,14 @@ def test_ignored_positions_neither_count_nor_get_gradient(convention) -> None:
          r"targets: expected ids in \[0, 4\)"),
         (lambda: native_losses.paper_label_smoothing_loss(torch.ones(2, 4), torch.tensor([0, 1]), -100, 0.8),
          ValueError, r"label_smoothing: native paper smoothing needs V >= 2 and eps <= \(V-1\)/V"),
+        (lambda: mse_forward(np.ones((3, 1)), np.ones(3)), ValueError,
+         r"targets: expected the shape of predicted \(3, 1\), got \(3,\)"),
+        (lambda: native_losses.mse(torch.ones(3, 1), torch.ones(3)), ValueError,  # F.mse_loss would broadcast
+         r"targets: expected the shape of predicted \(3, 1\), got \(3,\)"),
+        (lambda: scratch_losses.mse(torch.ones(3), torch.ones(3, dtype=torch.int64)), TypeError,
+         r"targets: expected a floating dtype, got torch.int64"),
+        (lambda: mse_forward(np.ones((0, 1)), np.ones((0, 1))), ValueError,
+         r"predicted: expected at least one element, got shape \(0, 1\)"),
     ],
 )
 def test_losses_reject_bad_input_naming_the_argument(call, error, message) -> None:

@@ -32,6 +32,8 @@ SMALL = {
     "classify": TransformerConfig(d_model=8, n_heads=2, d_ff=12, n_encoder_layers=1, n_decoder_layers=0,
                                   dropout=0.0, norm_first=True, activation="gelu", src_vocab_size=8,
                                   tgt_vocab_size=8, max_len=16, n_outputs=3),
+    "regress": TransformerConfig(d_model=8, n_heads=2, d_ff=12, n_encoder_layers=1, n_decoder_layers=0,
+                                 dropout=0.0, src_vocab_size=8, tgt_vocab_size=8, max_len=16, n_outputs=1),
 }
 
 
@@ -43,7 +45,7 @@ def _charlm_small() -> TransformerConfig:
 
 
 @pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
-@pytest.mark.parametrize("task_name", ["copy", "charlm", "classify"])
+@pytest.mark.parametrize("task_name", ["copy", "charlm", "classify", "regress"])
 def test_twenty_training_steps_agree_across_implementations(task_name):
     config = _charlm_small() if task_name == "charlm" else SMALL[task_name]
     task = make_task(task_name, seed=3, steps=20, override=config)

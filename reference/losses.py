@@ -22,10 +22,17 @@ Backward. With :math:`\log p_c = z_c - \log\sum_j e^{z_j}`, :math:`\partial \log
 
 .. math::  \frac{\partial \ell}{\partial z_j} = -\sum_c q_c(\delta_{cj} - p_j) = p_j \sum_c q_c - q_j = p_j - q_j,
            \qquad dz_n = \frac{dL}{N}\,(p_n - q_n), \ \ dz_n = 0 \text{ at ignored positions.}
+
+**Mean squared error** (the regression head): for predictions :math:`\hat y` and targets :math:`y` of the
+same shape, with :math:`N` elements,
+
+.. math::  L = \frac{1}{N} \sum_n (\hat y_n - y_n)^2, \qquad
+           \frac{\partial L}{\partial \hat y_n} = \frac{2}{N} (\hat y_n - y_n).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,3 +118,27 @@ def paper_label_smoothing_forward(
 def paper_label_smoothing_backward(dloss: float, cache: dict[str, Any]) -> np.ndarray:
     """dloss (scalar) -> dlogits (..., V)."""
     return _smoothed_cross_entropy_backward(dloss, cache)
+
+
+def check_mse_inputs(predicted: Any, targets: Any) -> None:
+    """predicted and targets of one shape, targets floating, at least one element: the same message in every
+    implementation (torch's ``mse_loss`` would broadcast mismatched shapes with only a warning)."""
+    if tuple(targets.shape) != tuple(predicted.shape):
+        raise ValueError(f"targets: expected the shape of predicted {fmt_shape(predicted.shape)}, "
+                         f"got {fmt_shape(targets.shape)}")
+    if "float" not in str(targets.dtype):
+        raise TypeError(f"targets: expected a floating dtype, got {targets.dtype}")
+    if math.prod(predicted.shape) == 0:
+        raise ValueError(f"predicted: expected at least one element, got shape {fmt_shape(predicted.shape)}")
+
+
+def mse_forward(predicted: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """predicted (...), targets (...) -> mean squared error (a 0-d array); returns (loss, cache = residual)."""
+    check_mse_inputs(predicted, targets)
+    residual = predicted - targets  # (...)
+    return np.mean(residual**2), residual
+
+
+def mse_backward(dloss: float, residual: np.ndarray) -> np.ndarray:
+    """dloss (scalar) -> dpredicted (...) = 2 dloss (predicted - targets) / N."""
+    return 2.0 * dloss * residual / residual.size  # (...)

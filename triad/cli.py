@@ -96,7 +96,7 @@ def bench(
 
 @app.command()
 def train(
-    task: Annotated[str, typer.Argument(help="copy, charlm or classify.")],
+    task: Annotated[str, typer.Argument(help="copy, charlm, classify or regress.")],
     impl: Annotated[str, typer.Option(help="reference (NumPy), scratch or native.")] = "reference",
     device: Annotated[str, typer.Option(help="cpu or cuda (torch implementations only).")] = "cpu",
     steps: Annotated[int | None, typer.Option(help="Training steps; default: the task's recipe.")] = None,

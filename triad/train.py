@@ -16,8 +16,8 @@ exactly when ``reference.schedule.WarmupSchedule`` writes ``optimizer.lr``.
 Tasks (``triad.tasks``): ``copy`` trains the encoder-decoder and scores exact-match greedy decoding
 (with the key/value cache) on each of its four distinct sequences (there are no others to hold out);
 ``charlm`` trains the decoder-only LM and scores the share of sentences regenerated exactly from their
-first word; ``classify`` trains the encoder
-classifier and scores held-out accuracy.
+first word; ``classify`` trains the encoder classifier and scores held-out accuracy; ``regress`` trains
+the same encoder with a one-output head on the mean squared error and scores held-out :math:`R^2`.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from reference.decoding import (
     encoder_decoder_step,
     generate,
 )
-from reference.losses import cross_entropy_backward, cross_entropy_forward
+from reference.losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
 from reference.masks import causal_mask
 from reference.optim import Adam, clip_grad_norm
 from reference.schedule import WarmupSchedule, warmup_rate
 from torch_impl.convert import load_scratch, scratch_params, to_numpy
 from torch_impl.convert_models import load_native_model, native_model_params
-from torch_impl.native.losses import cross_entropy as native_cross_entropy
-from torch_impl.scratch.losses import cross_entropy as scratch_cross_entropy
+from torch_impl.native import losses as native_losses
+from torch_impl.scratch import losses as scratch_losses
 from triad.checkpoint import load_checkpoint, save_checkpoint
 from triad.checks.models import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from triad.decode import TorchKVDecoder
@@ -56,7 +56,8 @@ from triad.tasks import charlm, classify, copy
 from triad.tasks.common import IGNORE_INDEX
 
 IMPLEMENTATIONS = ("reference", "scratch", "native")
-TASK_KINDS = {"copy": "encoder_decoder", "charlm": "decoder_lm", "classify": "encoder_classifier"}
+TASK_KINDS = {"copy": "encoder_decoder", "charlm": "decoder_lm", "classify": "encoder_classifier",
+              "regress": "encoder_classifier"}
 Batch = dict[str, np.ndarray]
 
 
@@ -101,6 +102,11 @@ class Task:
     batch: Callable[[int], Batch]  # step -> the training batch of that step
     metadata: dict[str, Any] = field(default_factory=dict)  # stored in checkpoints (e.g. the vocabulary)
 
+    @property
+    def regression(self) -> bool:
+        """A one-output encoder head, trained on the mean squared error (else cross-entropy)."""
+        return self.kind == "encoder_classifier" and self.config.n_outputs == 1
+
 
 def make_task(
     name: str, seed: int, steps: int | None = None, override: TransformerConfig | None = None
@@ -108,7 +114,8 @@ def make_task(
     """The task ``name`` with its default model and recipe; ``steps`` and ``override`` replace the defaults
     (a config must keep the task's vocabulary sizes and ``n_outputs``, and a ``max_len`` at least the task's).
 
-    Training batches are drawn with seed ``seed * 100_003 + step``, the held-out set of ``classify`` with
+    Training batches are drawn with seed ``seed * 100_003 + step``, the held-out sets of ``classify`` and
+    ``regress`` with
     ``seed + 1_000_000_007``: disjoint streams for any seed below 10^4 and runs below 10^5 steps."""
     if name == "copy":
         V = copy.VOCAB_SIZE
@@ -132,16 +139,18 @@ def make_task(
             return {"tokens": data.inputs, "targets": data.targets}
 
         metadata = {"name": name, "vocab": data.vocab.to_dict(), "window": data.window}
-    elif name == "classify":
+    elif name in ("classify", "regress"):
+        n_outputs = classify.N_CLASSES if name == "classify" else 1
         config = TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=0,
-                                   dropout=0.0, src_vocab_size=8, tgt_vocab_size=8, max_len=16, n_outputs=3)
+                                   dropout=0.0, src_vocab_size=8, tgt_vocab_size=8, max_len=16, n_outputs=n_outputs)
         recipe = Recipe(steps=200, warmup_steps=40, lr_factor=1.0)
 
         def batch(step: int) -> Batch:
             data = classify.classify_data(64, seed=seed * 100_003 + step)
-            return {"tokens": data.tokens, "targets": data.labels}
+            targets = data.labels if name == "classify" else data.values[:, None]  # (B,) ids or (B, 1) values
+            return {"tokens": data.tokens, "targets": targets}
 
-        metadata = {"name": name, "n_classes": classify.N_CLASSES}
+        metadata = {"name": name, "n_outputs": n_outputs}
     else:
         raise ValueError(f"task: expected one of {tuple(TASK_KINDS)}, got {name!r}")
     if steps is not None:
@@ -186,9 +195,14 @@ class ReferenceModel:
 
     def train_step(self, batch: Batch) -> float:
         out, cache = self.forward(batch)
-        loss, loss_cache = cross_entropy_forward(out, batch["targets"], ignore_index=IGNORE_INDEX,
-                                                 label_smoothing=self.task.recipe.label_smoothing)
-        grads = REFERENCE_BACKWARD[self.task.kind](cross_entropy_backward(1.0, loss_cache), cache)
+        if self.task.regression:
+            loss, residual = mse_forward(out, batch["targets"])
+            dout = mse_backward(1.0, residual)
+        else:
+            loss, loss_cache = cross_entropy_forward(out, batch["targets"], ignore_index=IGNORE_INDEX,
+                                                     label_smoothing=self.task.recipe.label_smoothing)
+            dout = cross_entropy_backward(1.0, loss_cache)
+        grads = REFERENCE_BACKWARD[self.task.kind](dout, cache)
         grads, _ = clip_grad_norm(grads, self.task.recipe.max_grad_norm)
         self.optimizer.step(grads)
         self.schedule.step()
@@ -215,7 +229,7 @@ class TorchModel:
         self.module = TORCH_MODELS[impl][task.kind](task.config).to(dtype)
         (load_scratch if impl == "scratch" else load_native_model)(self.module, params)
         self.module.to(self.device)
-        self.cross_entropy = scratch_cross_entropy if impl == "scratch" else native_cross_entropy
+        self.losses = scratch_losses if impl == "scratch" else native_losses
         r = task.recipe
         self.optimizer = torch.optim.Adam(self.module.parameters(), betas=r.betas, eps=r.eps)
         self.schedule = warmup_lambda_lr(self.optimizer, self.config.d_model, r.warmup_steps, r.lr_factor)
@@ -233,9 +247,12 @@ class TorchModel:
     def train_step(self, batch: Batch) -> float:
         self.module.train()  # dropout as configured; train mode also keeps native off its eval fast path
         self.optimizer.zero_grad()
-        targets = self._tensor(batch["targets"])
-        loss = self.cross_entropy(self.forward(batch), targets, ignore_index=IGNORE_INDEX,
-                                  label_smoothing=self.task.recipe.label_smoothing)
+        out, targets = self.forward(batch), self._tensor(batch["targets"])
+        if self.task.regression:
+            loss = self.losses.mse(out, targets.to(out.dtype))
+        else:
+            loss = self.losses.cross_entropy(out, targets, ignore_index=IGNORE_INDEX,
+                                             label_smoothing=self.task.recipe.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.task.recipe.max_grad_norm)
         self.optimizer.step()
@@ -307,11 +324,19 @@ def classify_accuracy(model: ReferenceModel | TorchModel, seed: int, n: int = 50
     return classify.accuracy(np.argmax(model.logits({"tokens": data.tokens}), axis=-1), data.labels)
 
 
+def regress_r_squared(model: ReferenceModel | TorchModel, seed: int, n: int = 500) -> float:
+    """R^2 of the one-output head on held-out sequences (the fraction of positions holding marker 1)."""
+    data = classify.classify_data(n, seed=seed + 1_000_000_007)
+    return classify.r_squared(model.logits({"tokens": data.tokens})[:, 0], data.values)
+
+
 def task_metric(task: Task, model: ReferenceModel | TorchModel, seed: int) -> tuple[str, float]:
     if task.name == "copy":
         return "exact_match", copy_exact_match(model)
     if task.name == "charlm":
         return "sentences_reproduced", charlm_reproduction(model, task)
+    if task.name == "regress":
+        return "r_squared", regress_r_squared(model, seed)
     return "accuracy", classify_accuracy(model, seed)
 
 
@@ -366,7 +391,8 @@ def save_loss_plot(result: TrainResult, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(np.arange(1, len(result.losses) + 1), result.losses)
-    ax.set(xlabel="step", ylabel="cross-entropy", yscale="log",
+    ylabel = "mean squared error" if result.task == "regress" else "cross-entropy"
+    ax.set(xlabel="step", ylabel=ylabel, yscale="log",
            title=f"triad train {result.task} --impl {result.impl}: {result.metric_name} {result.metric:.3f}")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

@@ -1,4 +1,5 @@
-r"""Cross-entropy, native: ``F.cross_entropy(ignore_index=..., label_smoothing=...)`` (eps / V on every class).
+r"""Cross-entropy, native: ``F.cross_entropy(ignore_index=..., label_smoothing=...)`` (eps / V on every class);
+the mean squared error through ``F.mse_loss``.
 
 torch has no loss in the 2017 paper's convention (1 - eps on the target, eps / (V - 1) elsewhere), but the
 two target distributions coincide when torch's eps is :math:`\varepsilon V / (V - 1)`:
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from reference.losses import check_mse_inputs
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
@@ -30,3 +33,9 @@ def paper_label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, igno
                          f"got eps={label_smoothing}, V={V}")
     torch_eps = label_smoothing * V / (V - 1) if label_smoothing > 0.0 else 0.0
     return cross_entropy(logits, targets, ignore_index, torch_eps)
+
+
+def mse(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """predicted (...), targets (...) -> ``F.mse_loss`` (mean reduction); shapes must match (torch would broadcast)."""
+    check_mse_inputs(predicted, targets)
+    return F.mse_loss(predicted, targets)

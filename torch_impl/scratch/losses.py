@@ -1,11 +1,11 @@
 """Cross-entropy with ``ignore_index`` and label smoothing from tensor ops, in torch's convention and the 2017
-paper's; mirrors ``reference/losses.py`` (the maths is in its docstring)."""
+paper's, and the mean squared error; mirrors ``reference/losses.py`` (the maths is in its docstring)."""
 
 from __future__ import annotations
 
 import torch
 
-from reference.losses import check_loss_inputs
+from reference.losses import check_loss_inputs, check_mse_inputs
 from torch_impl.scratch.softmax import log_softmax
 
 
@@ -35,3 +35,9 @@ def paper_label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, igno
     if eps > 0.0 and V < 2:
         raise ValueError(f"logits: the paper's smoothing eps/(V-1) needs V >= 2 classes, got V={V}")
     return _smoothed_cross_entropy(logits, targets, ignore_index, 1.0 - eps, eps / (V - 1) if eps > 0.0 else 0.0)
+
+
+def mse(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """predicted (...), targets (...) -> mean of (predicted - targets)^2."""
+    check_mse_inputs(predicted, targets)
+    return ((predicted - targets) ** 2).mean()  # ()

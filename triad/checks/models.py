@@ -19,14 +19,14 @@ import torch
 
 from reference import models as ref
 from reference.config import TransformerConfig
-from reference.losses import cross_entropy_backward, cross_entropy_forward
+from reference.losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
 from reference.masks import causal_mask, padding_mask
 from torch_impl.convert import load_scratch, native_grads
 from torch_impl.convert_models import load_native_model
+from torch_impl.native import losses as native_losses
 from torch_impl.native import models as native
-from torch_impl.native.losses import cross_entropy as native_cross_entropy
+from torch_impl.scratch import losses as scratch_losses
 from torch_impl.scratch import models as scratch
-from torch_impl.scratch.losses import cross_entropy as scratch_cross_entropy
 from triad.checks.base import ComponentResult
 from triad.tolerance import F64_REL_BOUND, max_rel_err
 
@@ -114,13 +114,13 @@ def _token_inputs(case: ModelCase) -> dict[str, np.ndarray]:
 def reference_loss(case: ModelCase, out: np.ndarray) -> tuple[np.ndarray, Any]:
     """(loss, cache) for the case's targets: mean squared error for a regressor, else cross-entropy."""
     if _is_regression(case):
-        return np.mean((out - case.targets) ** 2), out - case.targets
+        return mse_forward(out, case.targets)
     return cross_entropy_forward(out, case.targets, ignore_index=IGNORE_INDEX)
 
 
 def reference_loss_backward(case: ModelCase, cache: Any) -> np.ndarray:
     if _is_regression(case):
-        return 2.0 * cache / cache.size  # d mean((out - y)^2) / d out
+        return mse_backward(1.0, cache)
     return cross_entropy_backward(1.0, cache)
 
 
@@ -153,11 +153,9 @@ def run_torch(case: ModelCase, implementation: str) -> dict[str, np.ndarray]:
     tensors = {name: torch.from_numpy(value) for name, value in case.inputs.items()}
     out = module(**tensors) if case.kind == "encoder_decoder" else module(tensors["tokens"])
     targets = torch.from_numpy(case.targets)
-    if _is_regression(case):
-        loss = ((out - targets) ** 2).mean()
-    else:
-        cross_entropy = scratch_cross_entropy if implementation == "scratch" else native_cross_entropy
-        loss = cross_entropy(out, targets, ignore_index=IGNORE_INDEX)
+    losses = scratch_losses if implementation == "scratch" else native_losses
+    loss = losses.mse(out, targets) if _is_regression(case) else losses.cross_entropy(out, targets,
+                                                                                       ignore_index=IGNORE_INDEX)
     loss.backward()
     if implementation == "scratch":
         grads = {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in module.named_parameters()}
