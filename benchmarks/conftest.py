@@ -41,5 +41,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kernels = metafunc.config.getoption("--bench-kernel")
     grid = preset(metafunc.config.getoption("--bench-preset"), tuple(kernels) if kernels else None,
                   cuda=torch.cuda.is_available())
-    metafunc.parametrize("mode", grid.modes)
+    # case first, so that pytest runs a case's modes one after the other, on the inputs checked once for them all
     metafunc.parametrize("case", grid.cases(), ids=_case_id)
+    metafunc.parametrize("mode", grid.modes)

@@ -32,8 +32,9 @@ from triad.bench import (
     write_plot,
 )
 from triad.bench.measure import Timing, peak_memory_bytes, time_rounds
-from triad.bench.runner import Row, add_speedups, reference_over_scratch
+from triad.bench.runner import Row, add_speedups, reference_over_scratch, set_matmul_peak
 from triad.cli import app
+from triad.verify.support import KernelSupport
 
 F32 = ("float32",)
 TINY_KERNELS = ("reference", "scratch", "sdpa-efficient", "sdpa-cudnn")
@@ -54,8 +55,9 @@ def validate(report: dict) -> None:
     jsonschema.Draft202012Validator(load_schema()).validate(report)
 
 
-def tiny_case(kernel: str = "user", device: str = "cpu", dtype: str = "float32", causal: bool = False) -> Case:
-    return Case(kernel, device, dtype, Shape(B=2, H=2, L=8, d_head=4), causal)
+def tiny_case(kernel: str = "user", device: str = "cpu", dtype: str = "float32", causal: bool = False,
+              L: int = 8, d_head: int = 4) -> Case:
+    return Case(kernel, device, dtype, Shape(B=2, H=2, L=L, d_head=d_head), causal)
 
 
 # The report ----------------------------------------------------------------------------------------------
@@ -161,7 +163,10 @@ def test_attention_flops_rejects_bad_arguments(args: tuple, match: str) -> None:
 
 
 def run_user_kernel(kernel, case: Case | None = None, matmul_peak: float | None = 1.0) -> list[Row]:
-    return run_case(kernel, case or tiny_case(), tiny_grid(), matmul_peak, seed=0)
+    rows = run_case(kernel, case or tiny_case(), tiny_grid(), seed=0)
+    for row in rows:
+        set_matmul_peak(row, matmul_peak)
+    return rows
 
 
 def test_out_of_memory_is_recorded_as_a_result() -> None:
@@ -336,8 +341,46 @@ def test_the_pytest_benchmark_suite_runs_the_cases_of_triad_bench(kernels: tuple
     command = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
     command += [arg for name in kernels for arg in ("--bench-kernel", name)]
     listing = subprocess.run(command, capture_output=True, text=True, cwd=root, check=True).stdout
-    collected = {line.split("[", 1)[1].rstrip("]") for line in listing.splitlines() if "::test_attention[" in line}
+    collected = [line.split("[", 1)[1].rstrip("]") for line in listing.splitlines() if "::test_attention[" in line]
     grid = preset("quick", kernels or None, cuda=torch.cuda.is_available())
-    expected = {f"{mode}-{c.kernel}-{c.device}-{c.dtype}-{c.shape.label()}-{'causal' if c.causal else 'full'}"
-                for c in grid.cases() for mode in grid.modes}
-    assert collected == expected
+    expected = [f"{c.kernel}-{c.device}-{c.dtype}-{c.shape.label()}-{'causal' if c.causal else 'full'}-{mode}"
+                for c in grid.cases() for mode in grid.modes]
+    assert collected == expected  # in this order: a case's modes in a row, sharing its checked inputs
+
+
+def _fwd_only_to_64(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    if q.shape[-1] > 64:
+        raise ValueError("head dim > 64 not supported")  # what the declaration below promises never happens
+    with torch.no_grad():
+        return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+_fwd_only_to_64.triad_support = KernelSupport(max_head_dim=64, backward=False, masks=("bool", "additive"))
+
+
+def test_declared_head_dims_causality_and_backward_are_unsupported_rows_not_errors() -> None:
+    wide = run_user_kernel(_fwd_only_to_64, tiny_case(d_head=128))
+    assert {r.status for r in wide} == {"unsupported"} and "head dims 1-64" in wide[0].message
+    causal = run_user_kernel(_fwd_only_to_64, tiny_case(causal=True))
+    assert {r.status for r in causal} == {"unsupported"} and "not is_causal" in causal[0].message
+    rows = {r.mode: r for r in run_user_kernel(_fwd_only_to_64, tiny_case(causal=False))}
+    assert rows["fwd"].status == "ok"
+    assert rows["bwd"].status == rows["fwd+bwd"].status == "unsupported" and "no backward" in rows["bwd"].message
+
+
+def test_a_kernel_wrong_only_in_the_middle_of_the_queries_is_caught() -> None:
+    def middle_rows_zeroed(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        out = scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale).clone()
+        L = out.shape[-2]
+        out[..., L // 2 - 4: L // 2 + 4, :] = 0.0  # one 8-row tile in the middle, far from both ends
+        return out
+
+    assert {r.status for r in run_user_kernel(middle_rows_zeroed, tiny_case(L=128))} == {"wrong"}
+
+
+def test_unwritable_output_paths_are_usage_errors_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    for flag in ("--json", "--plot"):
+        result = CliRunner().invoke(app, ["bench", "--kernel", "scratch", flag, str(tmp_path / "a_file" / "x")])
+        assert result.exit_code == 2 and f"{flag}: cannot write" in result.output, result.output
+        assert "matmul peak" not in result.output  # refused before anything ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -159,11 +160,16 @@ def _raises(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None)
     raise ValueError("shapes not supported by my tiling")
 
 
+def _exits(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    sys.exit(0)  # would end `triad verify` with status 0, read as "verified", if it escaped
+
+
 @pytest.mark.parametrize(("kernel", "line", "message"), [
     (_wrong_shape, SHAPE_LINE, "expected shape"),
     (_wrong_dtype, SHAPE_LINE, "expected dtype torch.float32"),
     (_non_tensor, SHAPE_LINE, "returned a list"),
     (_raises, RAISES_LINE, "raised ValueError: shapes not supported"),
+    (_exits, RAISES_LINE, "raised SystemExit"),
     (PLANTED["mutates_input"], MUTATION_LINE, "q was modified in place"),
 ])
 def test_a_misbehaving_kernel_gets_a_verdict_not_a_traceback(kernel, line: str, message: str) -> None:
@@ -182,6 +188,73 @@ def test_a_kernel_that_cannot_be_called_is_a_bad_kernel_verdict(kernel, message:
     report = verify_attention(kernel)
     assert report.verdict == BAD_KERNEL and message in report.message
     assert report.exit_code == 2
+
+
+def test_a_module_that_exits_at_import_is_a_bad_kernel_verdict(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = verify_attention("exits_at_import:attention")
+    assert report.verdict == BAD_KERNEL and "SystemExit" in report.message
+
+
+def test_the_cli_finds_a_kernel_module_in_the_working_directory(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_local_kernel.py").write_text("from torch_impl.scratch.attention import "
+                                                 "scaled_dot_product_attention as attention\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    result = CliRunner().invoke(app, ["verify", "my_local_kernel:attention", "--max-examples", "3"])
+    sys.modules.pop("my_local_kernel", None)
+    assert result.exit_code == 0, result.output
+
+
+def _one_key_shortcut(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    if k.shape[-2] == 1 and attn_mask is None and dropout_p == 0.0:
+        return v.expand(*q.shape[:-1], v.shape[-1]).clone()  # exact: one key takes all the weight
+    return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+def test_an_input_the_output_does_not_depend_on_has_a_zero_gradient_not_a_failure() -> None:
+    # with one key the output is v whatever q and k are: autograd leaves q.grad and k.grad None
+    case = VerifyCase(B=1, H=1, Lq=3, Lk=1, E=4, Ev=4, mask="none", family="gaussian", logit_scale=1.0, scale=None,
+                      non_contiguous=False, seed=0)
+    outcome = check_one_case(_one_key_shortcut, case)
+    assert not outcome.failed, outcome.summary()
+    detached_q = check_one_case(lambda q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None:
+                                correct_attention(q.detach(), k, v, attn_mask, dropout_p, is_causal, scale),
+                                dataclasses.replace(case, Lk=5))
+    assert detached_q.failed and any(c.line == "dq" for c in detached_q.failures())  # a wrong zero still fails
+
+
+def test_the_false_alarm_of_a_lucky_baseline_on_a_long_softmax_sum_is_gone() -> None:
+    # Found in review: with 127 keys scratch's dv was 0.75 ulp off and SDPA's 5.2 ulps, over 2x + the floor
+    case = VerifyCase(B=1, H=1, Lq=1, Lk=127, E=1, Ev=1, mask="none", family="gaussian", logit_scale=1.0, scale=None,
+                      non_contiguous=False, seed=0)
+    for kernel in ("native", "sdpa-flash"):
+        outcome = check_one_case(kernel, case)
+        assert not outcome.failed, outcome.summary()
+
+
+class _WrongUntilWarm:
+    """A stateful bug: wrong for the first calls (say, before an autotuner settles), right afterwards."""
+
+    def __init__(self, wrong_calls: int) -> None:
+        self.calls_left = wrong_calls
+
+    def __call__(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        self.calls_left -= 1
+        out = correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+        return 2.0 * out if self.calls_left >= 0 else out
+
+
+def test_a_failure_that_does_not_reproduce_on_its_own_is_flagged() -> None:
+    report = verify_attention(_WrongUntilWarm(wrong_calls=3), seed=0)
+    assert report.verdict == FAILED and report.not_reproducible
+    assert "passed when checked again" in report.summary() and "passed when checked again" in report.repro_script
+    assert json.loads(json.dumps(report.to_json()))["not_reproducible"] is True
+    steady = verify_attention(PLANTED["wrong_scale"], seed=0)
+    assert steady.verdict == FAILED and not steady.not_reproducible and "checked again" not in steady.summary()
 
 
 def test_bad_dtype_device_or_budget_are_reported_as_unsupported() -> None:

@@ -112,7 +112,7 @@ def resolve_kernel(spec: str | Kernel) -> Kernel:
     module_name, _, attr_path = spec.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure is the user's module's, reported as such
+    except (Exception, SystemExit) as exc:  # any import-time failure (sys.exit too) is the user's module's
         raise KernelNotFoundError(f"kernel: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     for part in attr_path.split("."):
         if not hasattr(obj, part):

@@ -28,6 +28,12 @@ def _fmt(err: float) -> str:
     return f"{err:.1e}"
 
 
+def _importable_from_here() -> None:
+    """Let ``MODULE:FUNCTION`` name a module in the working directory, as ``python -m`` does."""
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+
+
 @app.command()
 def check(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
@@ -76,6 +82,7 @@ def verify(
     1 a failure found (the minimal case and a repro script), 2 a usage error (bad name, dtype, device)."""
     from triad.verify.cli import run_verify
 
+    _importable_from_here()
     raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro))
 
 
@@ -91,6 +98,7 @@ def bench(
     """Attention-core throughput of every kernel: ms, TFLOP/s, share of the matmul peak, peak memory."""
     from triad.bench.cli import run_bench
 
+    _importable_from_here()
     raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console()))
 
 

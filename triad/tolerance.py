@@ -65,6 +65,19 @@ largest logit scale, and for ``dk`` and ``dv`` row :math:`j` the largest over th
 see key :math:`j` (``attention_row_logits``). One row with logits of 1e3 does not excuse a bug in
 the rows beside it whose logits are of size 1.
 
+**Reduction length.** A sum of :math:`n` terms computed in another order or blocking than the
+baseline's differs from it by up to :math:`\gamma_n \approx n u` of the sum of the absolute terms,
+and by about :math:`\sqrt n\, u` in practice (rounding errors of a long sum behave like a random walk:
+Higham and Mary, SIAM J. Sci. Comput. 2019). The baseline's own error is no guide when it happens
+to round luckily: with 127 keys, scratch's ``dv`` was 0.75 ulp off and PyTorch's SDPA 5.2 ulps, more
+than twice that plus the floor (found by review). So the verifier's floor adds
+:math:`u_\text{acc}\,\mu\sqrt{n}`, with :math:`n` the terms summed on the way to each result
+(``attention_magnitudes``, keys ``*_reduction``): the softmax denominator and :math:`PV` for ``out``
+(:math:`L_k`), and :math:`dP` and :math:`D` for ``dq`` (:math:`L_k + d_v`), the sums over queries for
+``dk`` and ``dv`` (:math:`L_q + L_k + d_v`, :math:`L_q + L_k`). :math:`u_\text{acc}` is the
+accumulator's unit roundoff: float32 for float32, float16 and bfloat16 (every fused kernel
+accumulates in float32), float64 for float64.
+
 **Underflow.** Below the smallest normal number a rounding is no longer relative: it errs by up to
 the smallest subnormal :math:`\eta` of the dtype, whatever the size of the value (the model
 :math:`\mathrm{fl}(x) = x(1 + \delta) + \eta'`, :math:`|\eta'| \le \eta`). Inputs near the
@@ -114,6 +127,8 @@ KERNEL_LOGIT_FLOOR_FACTOR = 4.0
 EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 # The smallest subnormal of each dtype: the absolute error a rounding in the subnormal range may make.
 SUBNORMAL_BY_DTYPE = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+# The unit roundoff of the accumulator a kernel sums in, by the dtype of its inputs (see "Reduction length").
+ACCUMULATOR_EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-23, "bfloat16": 2.0**-23}
 # Roundings that produce one element of dS = P o (dP - D) (its products and, in a softmax written with exp and
 # a division, the quotient's); measured: 1.6 per element on the worst case found (see "Underflow" above).
 DS_ROUNDINGS = 4
@@ -152,15 +167,18 @@ def max_rel_err(actual: Any, expected: np.ndarray, magnitude: float = 0.0) -> fl
 
 
 def low_precision_bound(baseline_abs_err: float, magnitude: float, dtype: str, logits: Any = 0.0,
-                        logit_factor: float = LOGIT_FLOOR_FACTOR, underflow: float = 0.0) -> Any:
+                        logit_factor: float = LOGIT_FLOOR_FACTOR, underflow: float = 0.0,
+                        reduction: float = 0.0) -> Any:
     """Largest absolute error allowed for a result in ``dtype`` whose baseline has ``baseline_abs_err``.
 
     ``magnitude`` is mu (at least max |oracle|); ``logits`` is max |S| for attention results, 0 otherwise
     (a float, or an array of per-row scales for a per-row bound of the same shape);
     ``logit_factor`` the roundings at |S| a probability may carry (KERNEL_LOGIT_FLOOR_FACTOR for any kernel);
-    ``underflow`` the number of subnormal roundings that can reach one element, times their gain.
+    ``underflow`` the number of subnormal roundings that can reach one element, times their gain;
+    ``reduction`` the number of terms summed on the way to the result (any kernel: see "Reduction length").
     """
     floor = EPS_BY_DTYPE[dtype] * magnitude * (FLOOR_ULPS + logit_factor * logits)
+    floor = floor + ACCUMULATOR_EPS_BY_DTYPE[dtype] * magnitude * np.sqrt(reduction)
     return LOW_PRECISION_FACTOR * baseline_abs_err + floor + SUBNORMAL_BY_DTYPE[dtype] * underflow
 
 
@@ -186,7 +204,8 @@ def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, f
     """The scale mu of out, dq, dk, dv (the reference's backward on absolute values), max |S| ("logits"),
     max s |q||k|^T ("logit_magnitude", the scale of the rounding error of each logit's dot product) and,
     for each of out, dq, dk, dv, the subnormal roundings that can reach one element times their gain
-    ("out_underflow", ...; see "Underflow" above).
+    ("out_underflow", ...; see "Underflow" above) and the number of terms summed on the way
+    ("out_reduction", ...; see "Reduction length").
 
     ``cache`` is the float64 reference's attention cache, ``dout`` the upstream gradient.
     """
@@ -214,8 +233,9 @@ def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, f
         "dq_underflow": scale * ds_row * max(1.0, _peak(k)) + Lk,  # row i's dS (times k_j), and each dS_ij k_j
         "dk_underflow": scale * Lq * ds_row * max(1.0, _peak(q)) + Lq,  # every row may fold its dS into key j
     }
+    reduction = {"out_reduction": Lk, "dq_reduction": Lk + Ev, "dk_reduction": Lq + Lk + Ev, "dv_reduction": Lq + Lk}
     return {"out": _peak(out), "dq": _peak(dq), "dk": _peak(dk), "dv": _peak(dv), "logits": _peak(np.abs(logits)),
-            "logit_magnitude": _peak(logit_magnitude), **underflow}
+            "logit_magnitude": _peak(logit_magnitude), **underflow, **reduction}
 
 
 def attention_row_logits(cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,21 @@ from triad.bench.runner import run_grid
 from triad.verify.support import declared_support
 
 
+def _unwritable(path: Path | None) -> str:
+    """Why ``path`` cannot be written ("" when it can); creates its missing parent folders, as the writers do."""
+    if path is None:
+        return ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if path.is_dir():
+        return "it is a folder"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "no write permission"
+    return ""
+
+
 def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plot_path: Path | None,
               console: Console) -> int:
     """Exit code: 0 the run finished (unsupported/oom/wrong rows are results), 2 a usage error."""
@@ -24,6 +40,13 @@ def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plo
     except (KernelNotFoundError, TypeError) as exc:  # no such kernel, or a malformed triad_support
         console.print(f"[red]{exc}[/]")
         return 2
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        problem = _unwritable(path)
+        if problem:  # found now, not after the whole run (on a GPU, minutes of it)
+            console.print(f"[red]{flag}: cannot write {path}: {problem}[/]")
+            return 2
+    if not console.is_terminal:  # piped or logged: rich would wrap every cell at 80 columns
+        console.width = max(console.width, 170)
     grid = preset("full" if full else "quick", tuple(kernels) if kernels else None, cuda=torch.cuda.is_available())
     cases = grid.cases()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

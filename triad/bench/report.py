@@ -53,7 +53,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{r['speedup_over_cpu']:.1f}x" if r["speedup_over_cpu"] is not None else "-",
             status,
         )
-    console.print(table, width=max(console.width, 150))  # a narrow or non-terminal console would wrap every cell
+    console.print(table)
     reasons = dict.fromkeys((r["kernel"], r["status"], r["message"]) for r in report["rows"] if r["status"] != "ok")
     for kernel, status, message in reasons:
         console.print(f"{kernel}: {status}: {message}")
@@ -77,7 +77,8 @@ def write_json(report: dict[str, Any], path: Path) -> None:
 
 def write_plot(report: dict[str, Any], path: Path) -> None:
     """TFLOP/s against L: one panel per device/dtype/head dim (rows) and mode (columns), one colour per kernel,
-    solid non-causal and dashed causal, the matmul peak as a dotted line."""
+    solid non-causal and dashed causal, one line (and marker) per problem size B x L where a panel has two,
+    the matmul peak as a dotted line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,13 +94,21 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     for i, (device, dtype, d_head) in enumerate(panels):
         for j, mode in enumerate(modes):
             ax = axes[i][j]
+            panel = [r for r in rows if (r["device"], r["dtype"], r["d_head"], r["mode"]) == (device, dtype, d_head,
+                                                                                           mode)]
+            # one line per problem size (B x L tokens): a GPU panel also holds the CPU's smaller shapes
+            sizes = sorted({r["B"] * r["Lq"] for r in panel}, reverse=True)
             for kernel in kernels:
                 for causal in (False, True):
-                    line = sorted((r["Lq"], r["tflops"]) for r in rows if (r["device"], r["dtype"], r["d_head"],
-                                  r["mode"], r["kernel"], r["causal"]) == (device, dtype, d_head, mode, kernel, causal))
-                    if line:
-                        ax.plot([L for L, _ in line], [tf for _, tf in line], marker="o", color=colours[kernel],
-                                linestyle="--" if causal else "-", label=f"{kernel}{' causal' if causal else ''}")
+                    for size_index, tokens in enumerate(sizes):
+                        line = sorted((r["Lq"], r["tflops"]) for r in panel if r["kernel"] == kernel
+                                      and r["causal"] == causal and r["B"] * r["Lq"] == tokens)
+                        if not line:
+                            continue
+                        label = f"{kernel}{' causal' if causal else ''}"
+                        label += f" ({tokens} tokens)" if len(sizes) > 1 else ""
+                        ax.plot([L for L, _ in line], [tf for _, tf in line], marker="os^v"[size_index % 4],
+                                color=colours[kernel], linestyle="--" if causal else "-", label=label)
             if (device, dtype) in peaks:
                 ax.axhline(peaks[(device, dtype)], color="grey", linestyle=":", label="matmul peak")
             ax.set_xscale("log", base=2)
@@ -107,12 +116,16 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
             ax.set_xlabel("sequence length L (B x L fixed)")
             ax.set_ylabel("TFLOP/s")
             ax.grid(True, alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 6)), fontsize="small")
+    legend = {}  # every line of every panel, once (panels may differ: a GPU one has the CPU's shapes too)
+    for ax in axes.flat:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    ncol = max(1, min(len(legend), 6))
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize="small")
+    legend_height = (0.3 + 0.22 * -(-len(legend) // ncol)) / fig.get_figheight()  # its rows, in figure units
     header = report["header"]
     gpu = f", {header['cuda']['device']}" if header["cuda"] else ""
     fig.suptitle(f"triad bench --{header['preset']}: {header['cpu_model']}{gpu}, torch {header['torch']}")
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.tight_layout(rect=(0, min(legend_height, 0.5), 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -4,9 +4,10 @@ A case ends in one status per mode, never in a crash:
 
 ==============  ===========================================================================
 ``ok``          timed; the row has ms, TFLOP/s, share of the matmul peak, peak memory
-``unsupported`` the kernel declares it does not run this device/dtype (``triad_support``,
-                the reference is CPU float32/64 only) or declines it at run time (a pinned
-                SDPA backend with no kernel for the case, ``NotImplementedError``)
+``unsupported`` the kernel declares it does not run this device, dtype, head dim, causal mask or
+                backward (``triad_support``; the reference is CPU float32/64 only) or declines it
+                at run time (a pinned SDPA backend with no kernel for the case,
+                ``NotImplementedError``)
 ``oom``         out of memory (CUDA or host) while checking or timing
 ``wrong``       the output disagrees with the float64 reference: reported, not timed
 ``error``       anything else the kernel raised (the message is kept)
@@ -15,7 +16,8 @@ A case ends in one status per mode, never in a crash:
 
 **The check.** The kernel runs on the full inputs; its output on a few rows (first and last batch
 element and head; the first and the last ``CHECK_ROWS // 2`` queries, so both ends of a causal mask are
-seen) is compared with the float64 NumPy reference on the same (dtype-rounded) inputs, against the project's one rule
+seen, and ``CHECK_ROWS`` evenly spaced queries between them) is compared with the float64 NumPy
+reference on the same (dtype-rounded) inputs, against the project's one rule
 (``triad.tolerance.low_precision_bound``, the verifier's floor for any kernel) with the plain-torch
 ``scratch`` kernel in the same dtype as the baseline. Checking a few rows, not the whole output, keeps
 the float64 check cheap at L = 16k (no (L, L) matrix, no full copy to the host); ``triad verify`` is
@@ -31,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,7 +46,7 @@ from triad.bench.flops import FLOP_CONVENTION, MODES, attention_flops
 from triad.bench.grid import Case, Grid
 from triad.bench.measure import Timing, matmul_peak_tflops, peak_memory_bytes, time_rounds
 from triad.tolerance import KERNEL_LOGIT_FLOOR_FACTOR, attention_magnitudes, low_precision_bound, max_abs_err
-from triad.verify.support import declared_support, is_declined
+from triad.verify.support import KernelSupport, declared_support, is_declined
 
 CHECK_ROWS = 16
 STATUSES = ("ok", "unsupported", "oom", "wrong", "error", "skipped")
@@ -94,9 +97,10 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
-def _check_index(n: int, ends: int) -> np.ndarray:
-    """The first and the last ``ends`` of ``range(n)``, each once."""
-    return np.unique(np.concatenate([np.arange(min(ends, n)), np.arange(max(n - ends, 0), n)]))
+def _check_index(n: int, ends: int, middle: int = 0) -> np.ndarray:
+    """The first and the last ``ends`` of ``range(n)`` and ``middle`` evenly spaced between, each once."""
+    spaced = np.linspace(0, n - 1, middle + 2).round().astype(int)[1:-1] if n > 0 else np.arange(0)
+    return np.unique(np.concatenate([np.arange(min(ends, n)), spaced, np.arange(max(n - ends, 0), n)]))
 
 
 def check_output(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -104,10 +108,11 @@ def check_output(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     """Relative (to mu) error of ``out`` on a few rows against the float64 reference, and the rule's bound.
 
     The rows: the first and last batch element, the first and last head, the first and last
-    ``CHECK_ROWS // 2`` queries (all keys). Raises ``WrongOutputError`` when the error is above the bound.
+    ``CHECK_ROWS // 2`` queries and ``CHECK_ROWS`` evenly spaced between them (all keys), so a tile in the
+    middle is seen too. Raises ``WrongOutputError`` when the error is above the bound.
     """
     B, H, L, Lk = q.shape[0], q.shape[1], q.shape[-2], k.shape[-2]
-    rows = _check_index(L, CHECK_ROWS // 2)
+    rows = _check_index(L, CHECK_ROWS // 2, CHECK_ROWS)
 
     def pick(x: torch.Tensor, queries: np.ndarray | None = None) -> torch.Tensor:
         index = [torch.as_tensor(_check_index(n, 1), device=x.device) for n in (B, H)]
@@ -125,7 +130,7 @@ def check_output(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     mu = max(magnitudes["out"], float(np.max(np.abs(expected))))
     err = max_abs_err(actual, expected)
     bound = low_precision_bound(max_abs_err(baseline, expected), mu, dtype, magnitudes["logit_magnitude"],
-                                KERNEL_LOGIT_FLOOR_FACTOR)
+                                KERNEL_LOGIT_FLOOR_FACTOR, magnitudes["out_underflow"], magnitudes["out_reduction"])
     if not err <= bound:
         raise WrongOutputError(err / mu, bound / mu)
     return err / mu, bound / mu
@@ -206,7 +211,7 @@ def _timed_modes(kernel: Kernel, case: Case, modes: tuple[str, ...], rounds: int
             timing = time_rounds(call, case.device, rounds, warmup, setup=inputs.clear_grads)
             inputs.clear_grads()
             results[mode] = (timing, peak_memory_bytes(call, case.device))
-        except Exception as exc:  # recorded in the row: a benchmark never crashes on one kernel
+        except (Exception, SystemExit) as exc:  # recorded in the row: a benchmark never crashes on one kernel
             results[mode] = exc.with_traceback(None)  # its frames would keep the failed call's tensors alive
         finally:
             inputs.clear_grads()
@@ -225,31 +230,49 @@ def exception_status(exc: BaseException) -> str:
     return "wrong" if isinstance(exc, WrongOutputError) else "error"
 
 
-def case_row(case: Case, mode: str, status: str, message: str = "", matmul_peak: float | None = None) -> Row:
+def case_row(case: Case, mode: str, status: str, message: str = "") -> Row:
     """A row for ``case`` in ``mode`` with its FLOPs and nothing measured yet."""
     shape = case.shape
     return Row(case.kernel, case.device, case.dtype, shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal,
-               mode, status, message, matmul_peak_tflops=matmul_peak,
+               mode, status, message,
                flops=attention_flops(shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal, mode))
 
 
-def run_case(kernel: Kernel, case: Case, grid: Grid, matmul_peak: float | None, seed: int) -> list[Row]:
-    """One row per mode of ``grid`` for ``case``."""
-    def row(mode: str, status: str, message: str = "") -> Row:
-        return case_row(case, mode, status, message, matmul_peak)
+def set_matmul_peak(row: Row, matmul_peak: float | None) -> None:
+    """The row's share of the matmul peak, and the flag for a throughput above it (a broken measurement)."""
+    row.matmul_peak_tflops = matmul_peak
+    if matmul_peak and row.tflops is not None:
+        row.peak_share = row.tflops / matmul_peak
+        row.above_peak = row.tflops > matmul_peak
 
+
+def _undeclared(support: KernelSupport, case: Case) -> str:
+    """Why the kernel's declaration rules ``case`` out ("" when it does not)."""
+    if case.device not in support.devices or case.dtype not in support.dtypes:
+        return f"declares devices {support.devices}, dtypes {support.dtypes}"
+    if not support.min_head_dim <= case.shape.d_head <= support.max_head_dim:
+        return f"declares head dims {support.min_head_dim}-{support.max_head_dim}"
+    if case.causal and "is_causal" not in support.masks:
+        return f"declares masks {support.masks}, not is_causal"
+    return ""
+
+
+def run_case(kernel: Kernel, case: Case, grid: Grid, seed: int) -> list[Row]:
+    """One row per mode of ``grid`` for ``case`` (their matmul peak is set by ``set_matmul_peak``)."""
+    row = partial(case_row, case)
     try:
         support = declared_support(kernel)
     except TypeError as exc:  # a malformed triad_support attribute: this kernel's rows say so, the grid goes on
         return [row(m, "error", str(exc)) for m in grid.modes]
-    if case.device not in support.devices or case.dtype not in support.dtypes:
-        return [row(m, "unsupported", f"declares devices {support.devices}, dtypes {support.dtypes}")
-                for m in grid.modes]
+    if _undeclared(support, case):
+        return [row(m, "unsupported", _undeclared(support, case)) for m in grid.modes]
+    modes = grid.modes if support.backward else tuple(m for m in grid.modes if m == "fwd")
+    undeclared_modes = [row(m, "unsupported", "declares no backward") for m in grid.modes if m not in modes]
     check: tuple[float | None, float | None] = (None, None)
     try:
-        check, results = _timed_modes(kernel, case, grid.modes, grid.rounds, grid.warmup, seed)
-    except Exception as exc:  # from the untimed check: the same status for every mode
-        results = dict.fromkeys(grid.modes, exc.with_traceback(None))
+        check, results = _timed_modes(kernel, case, modes, grid.rounds, grid.warmup, seed)
+    except (Exception, SystemExit) as exc:  # from the untimed check (sys.exit too): one status for every mode
+        results = dict.fromkeys(modes, exc.with_traceback(None))
     finally:
         if case.device == "cuda":
             torch.cuda.empty_cache()
@@ -267,12 +290,9 @@ def run_case(kernel: Kernel, case: Case, grid: Grid, matmul_peak: float | None, 
         r.check_err, r.check_bound = check
         r.median_ms, r.p20_ms, r.p80_ms, r.rounds = timing.median_ms, timing.p20_ms, timing.p80_ms, timing.rounds
         r.tflops = r.flops / (timing.median_ms * 1e-3) / 1e12
-        if matmul_peak:
-            r.peak_share = r.tflops / matmul_peak
-            r.above_peak = r.tflops > matmul_peak
         r.peak_memory_bytes = memory
         rows.append(r)
-    return rows
+    return rows + undeclared_modes
 
 
 def add_speedups(rows: list[Row]) -> None:
@@ -351,9 +371,12 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = None, seed: in
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32: TF32 would be a different dtype
     torch.backends.cudnn.allow_tf32 = False
     kernels = {name: resolve_kernel(name) for name in grid.kernels}
-    measured = {(g.device, dtype): matmul_peak_tflops(g.device, dtype, g.matmul_sizes, grid.rounds, grid.warmup)
+
+    def measure_peaks() -> dict[tuple[str, str], tuple[float, int]]:
+        return {(g.device, dtype): matmul_peak_tflops(g.device, dtype, g.matmul_sizes, grid.rounds, grid.warmup)
                 for g in grid.devices for dtype in g.dtypes}
-    peaks = {key: tflops for key, (tflops, _) in measured.items()}
+
+    before = measure_peaks()
     budgets = {g.device: g.budget_s for g in grid.devices}
     started: dict[str, float] = {}
     rows: list[Row] = []
@@ -363,9 +386,15 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = None, seed: in
             rows += [case_row(case, mode, "skipped", f"time budget of {budgets[case.device]:.0f} s spent")
                      for mode in grid.modes]
         else:
-            rows += run_case(kernels[case.kernel], case, grid, peaks[(case.device, case.dtype)], seed + index)
+            rows += run_case(kernels[case.kernel], case, grid, seed + index)
         if progress is not None:
             progress(f"{case.kernel} {case.device} {case.dtype} {case.shape.label()}" + (" causal" * case.causal))
+    # The peak is what the device can do: measured before and after the cases, the better of the two (one
+    # measurement on a machine that is busy for a moment would understate it and flag honest rows).
+    after = measure_peaks()
+    measured = {key: max(before[key], after[key]) for key in before}
+    for r in rows:
+        set_matmul_peak(r, measured[(r.device, r.dtype)][0])
     add_speedups(rows)
     return {
         "header": machine_header(grid),

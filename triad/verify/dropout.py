@@ -65,7 +65,8 @@ def dropout_check(kernel: Kernel, case: VerifyCase, arrays: dict[str, Any], expe
     variance = P_DROP / (1.0 - P_DROP) * (cache["probs"] ** 2 @ (arrays["v"] / unit) ** 2)  # (B, H, Lq, Ev)
     standard_error = np.sqrt(variance / RUNS)  # (B, H, Lq, Ev)
     floor = low_precision_bound(0.0, mu / unit, dtype, row_logits[..., None], KERNEL_LOGIT_FLOOR_FACTOR,
-                                magnitudes["out_underflow"] / unit)  # (B, H, Lq, 1): each row its own logits
+                                magnitudes["out_underflow"] / unit,
+                                magnitudes["out_reduction"])  # (B, H, Lq, 1): each row its own logits
     allowed = Z_BOUND * standard_error + floor  # (B, H, Lq, Ev)
     diff = np.abs(mean - expected)  # (B, H, Lq, Ev)
     worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape) if diff.size else ()

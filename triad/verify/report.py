@@ -71,6 +71,8 @@ class Report:
     lines: dict[str, Line] = field(default_factory=dict)
     failure: CaseOutcome | None = None  # the minimal failing case hypothesis shrank to
     repro_script: str = ""
+    # the minimal failing case passed when checked again on its own: state kept between calls, or flakiness
+    not_reproducible: bool = False
     declined_reasons: list[str] = field(default_factory=list)
 
     @property
@@ -89,6 +91,7 @@ class Report:
             "kernel": self.kernel, "device": self.device, "dtype": self.dtype, "verdict": self.verdict,
             "message": self.message, "examples": self.examples, "skipped": self.skipped,
             "seconds": self.seconds, "seed": self.seed, "declined_reasons": self.declined_reasons,
+            "not_reproducible": self.not_reproducible,
             "lines": [line.to_json() for line in self.lines.values()],
             "failure": None if self.failure is None else {
                 "case": self.failure.case.to_json(),
@@ -112,6 +115,8 @@ class Report:
         text = f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed})"
         if self.failure is not None:
             text += "\nminimal failing case:\n" + self.failure.summary()
+        if self.not_reproducible:
+            text += "\n" + NOT_REPRODUCIBLE
         return text
 
     def render(self, console: Console) -> None:
@@ -139,8 +144,13 @@ class Report:
         console.print(f"[{style}]{self.summary()}[/]")
 
 
+NOT_REPRODUCIBLE = ("warning: the minimal case passed when checked again on its own, so the failure depends on "
+                    "what ran before (the kernel keeps state between calls, e.g. a cache keyed on too little) or "
+                    "comes and goes (a race, uninitialised memory); the repro script may pass while the bug is there")
+
+
 def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str,
-                 supports: KernelSupport | None = None) -> str:
+                 supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
     """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it.
 
     ``supports``: the support the caller passed to ``verify_attention`` (None: the kernel's own declaration),
@@ -151,6 +161,7 @@ def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dty
     support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
     supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
         f"SUPPORTS = KernelSupport({support_fields})")
+    warning = f"# {NOT_REPRODUCIBLE}\n" if not_reproducible else ""
     found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
     spec_line = (f"KERNEL = {kernel_spec!r}" if kernel_spec else
                  "KERNEL = None  # the kernel had no importable name; pass MODULE:FUNCTION on the command line")
@@ -162,7 +173,7 @@ Exit status 1 while the kernel still fails this case, 0 once it passes.
 """
 # Found on {device}, {dtype}:
 {found}
-
+{warning}
 import sys
 
 from triad.verify.api import check_one_case
