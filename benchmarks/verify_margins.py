@@ -17,7 +17,7 @@ import torch
 
 from equivalence_tests.planted_kernels import PLANTED, textbook_attention
 from triad.verify import verify_attention
-from triad.verify.check import TENSORS
+from triad.verify.judge import TENSORS
 
 CORRECT = {  # (kernel, dtypes); float32 is the default run, the rest are spot checks
     "native": ("float32", "float64", "float16", "bfloat16"),

@@ -13,7 +13,7 @@ from reference.gradcheck import numerical_gradients
 from torch_impl.kernels import BUILTIN_KERNELS
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from triad.checks.attention import run_attention
+from triad.agreement.attention import run_attention
 from triad.tolerance import (
     F64_REL_BOUND,
     FD_REL_BOUND,

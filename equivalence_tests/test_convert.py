@@ -26,7 +26,7 @@ from torch_impl.native.layers import DecoderLayer, EncoderLayer
 from torch_impl.native.multi_head_attention import MultiHeadAttention as NativeMHA
 from torch_impl.native.stacks import Decoder, Encoder
 from torch_impl.scratch.multi_head_attention import MultiHeadAttention as ScratchMHA
-from triad.checks.blocks import BLOCKS, random_params
+from triad.agreement.blocks import BLOCKS, random_params
 
 
 def shapes_of(params: dict) -> dict[str, tuple[int, ...]]:

@@ -117,7 +117,7 @@ def table_rows(table: str) -> list[tuple[str, str, str]]:
 
 def test_getting_started_shows_rows_that_triad_check_prints() -> None:
     """The excerpt pasted in index.md holds real rows, in `triad check`'s order (the numbers are the machine's)."""
-    from triad.checks import run_checks
+    from triad.agreement import run_checks
 
     text = (DOCS / "index.md").read_text()
     section = text[text.index("## What `triad check` prints"):]

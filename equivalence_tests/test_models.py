@@ -22,7 +22,7 @@ from reference.config import ACTIVATIONS, TransformerConfig
 from reference.gradcheck import numerical_gradients
 from torch_impl.convert import load_scratch
 from torch_impl.convert_models import load_native_model
-from triad.checks.models import (
+from triad.agreement.models import (
     KINDS,
     TORCH_MODELS,
     compare_runs,

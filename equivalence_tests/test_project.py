@@ -48,14 +48,14 @@ def test_triad_check_exits_zero_and_writes_the_documented_json(tmp_path: Path) -
 def test_triad_check_exits_one_when_a_component_fails(monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    import triad.checks
-    from triad.checks.base import ComponentResult
+    import triad.agreement
+    from triad.agreement.base import ComponentResult
     from triad.cli import app
 
     def broken() -> list[ComponentResult]:
         return [ComponentResult("broken", "scratch vs reference", "float64", 1e-3, {"dx": 0.0}, 1e-10)]
 
-    monkeypatch.setattr(triad.checks, "COMPONENT_CHECKS", [broken])
+    monkeypatch.setattr(triad.agreement, "COMPONENT_CHECKS", [broken])
     result = CliRunner().invoke(app, ["check"])
     assert result.exit_code == 1
     assert "FAIL" in result.output

@@ -21,7 +21,7 @@ from triad.tolerance import EPS_BY_DTYPE
 from triad.verify import KernelSupport, assert_attention_matches_reference, verify_attention
 from triad.verify.api import check_one_case
 from triad.verify.cases import FAMILIES, MASK_KINDS, VerifyCase
-from triad.verify.check import MUTATION_LINE, RAISES_LINE, SHAPE_LINE, rowwise_rule_check
+from triad.verify.judge import MUTATION_LINE, RAISES_LINE, SHAPE_LINE, rowwise_rule_check
 from triad.verify.metamorphic import RELATION_LINES
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED
 

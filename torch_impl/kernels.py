@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from reference.attention import attention_backward, attention_forward
-from torch_impl.checks import check_attention_inputs
 from torch_impl.native.attention import BACKENDS
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
+from torch_impl.validate import check_attention_inputs
 
 Kernel = Callable[..., torch.Tensor]
 # The dtypes kernels are verified and timed in, by the names the command line uses.

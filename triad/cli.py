@@ -39,7 +39,7 @@ def check(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
 ) -> None:
     """Run reference, scratch and native on the same weights and inputs; compare every output and gradient."""
-    from triad.checks import run_checks
+    from triad.agreement import run_checks
 
     console = Console()
     started = time.perf_counter()

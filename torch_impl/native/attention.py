@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from torch_impl.checks import check_attention_inputs
+from torch_impl.validate import check_attention_inputs
 
 BACKENDS: dict[str, SDPBackend] = {
     "math": SDPBackend.MATH,

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from torch_impl.checks import check_attention_inputs
+from torch_impl.validate import check_attention_inputs
 
 
 def scaled_dot_product_attention(

@@ -32,7 +32,8 @@ from triad.verify.cases import (
     coverage_cases,
     verify_cases,
 )
-from triad.verify.check import (
+from triad.verify.dropout import DROPOUT_LINE, dropout_check
+from triad.verify.judge import (
     AUTOGRAD_LINE,
     DETERMINISM_LINE,
     FINITE_LINE,
@@ -53,7 +54,6 @@ from triad.verify.check import (
     run_kernel,
     same_bits,
 )
-from triad.verify.dropout import DROPOUT_LINE, dropout_check
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
 from triad.verify.support import DEVICES, DTYPES, KernelSupport, declared_support

@@ -32,7 +32,7 @@ from reference.attention import attention_forward
 from torch_impl.kernels import TORCH_DTYPES
 from triad.tolerance import KERNEL_LOGIT_FLOOR_FACTOR, low_precision_bound
 from triad.verify.cases import VerifyCase
-from triad.verify.check import CheckResult, Kernel, call_kernel, mask_tensor
+from triad.verify.judge import CheckResult, Kernel, call_kernel, mask_tensor
 
 DROPOUT_LINE = "dropout: the mean of many runs is the output without dropout"
 P_DROP = 0.25

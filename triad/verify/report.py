@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from triad.verify.check import CaseOutcome, CheckResult
+from triad.verify.judge import CaseOutcome, CheckResult
 from triad.verify.support import KernelSupport
 
 # Verdicts of a whole run, with the CLI's exit code.

@@ -12,7 +12,7 @@ from reference.attention import attention_backward, attention_forward
 from reference.masks import causal_mask, padding_mask
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from triad.checks.base import ComponentResult, compare
+from triad.agreement.base import ComponentResult, compare
 from triad.tolerance import F64_REL_BOUND, attention_magnitudes, low_precision_bound, max_abs_err
 
 

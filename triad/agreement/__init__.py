@@ -2,18 +2,18 @@
 
 Each entry of ``COMPONENT_CHECKS`` is a function that builds its own fixed case and
 returns one ``ComponentResult`` per (implementation, dtype). Add a component by writing
-``triad/checks/<component>.py`` and appending its function here.
+``triad/agreement/<component>.py`` and appending its function here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from triad.checks.attention import check_attention
-from triad.checks.base import ComponentResult
-from triad.checks.blocks import check_decoder, check_decoder_layer, check_encoder, check_encoder_layer, check_mha
-from triad.checks.components import check_components
-from triad.checks.models import check_decoder_lm, check_encoder_classifier, check_encoder_decoder
+from triad.agreement.attention import check_attention
+from triad.agreement.base import ComponentResult
+from triad.agreement.blocks import check_decoder, check_decoder_layer, check_encoder, check_encoder_layer, check_mha
+from triad.agreement.components import check_components
+from triad.agreement.models import check_decoder_lm, check_encoder_classifier, check_encoder_decoder
 
 COMPONENT_CHECKS: list[Callable[[], list[ComponentResult]]] = [
     check_attention,

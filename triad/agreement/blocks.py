@@ -42,7 +42,7 @@ from torch_impl.native import stacks as native_stacks
 from torch_impl.scratch import layers as scratch_layers
 from torch_impl.scratch import multi_head_attention as scratch_mha
 from torch_impl.scratch import stacks as scratch_stacks
-from triad.checks.base import ComponentResult
+from triad.agreement.base import ComponentResult
 from triad.tolerance import F64_REL_BOUND, max_rel_err
 
 

@@ -27,7 +27,7 @@ from torch_impl.native import losses as native_losses
 from torch_impl.native import models as native
 from torch_impl.scratch import losses as scratch_losses
 from torch_impl.scratch import models as scratch
-from triad.checks.base import ComponentResult
+from triad.agreement.base import ComponentResult
 from triad.tolerance import F64_REL_BOUND, max_rel_err
 
 KINDS = ("encoder_decoder", "encoder_classifier", "decoder_lm")
