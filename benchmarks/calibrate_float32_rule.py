@@ -20,7 +20,7 @@ from equivalence_tests.strategies import AttentionCase, attention_cases
 from reference.attention import attention_backward, attention_forward
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from triad.agreement.attention import run_attention
+from triad.harness.attention import run_attention
 from triad.tolerance import EPS_BY_DTYPE, attention_magnitudes, max_abs_err
 
 TENSORS = ("out", "dq", "dk", "dv")

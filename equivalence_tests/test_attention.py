@@ -13,7 +13,7 @@ from reference.gradcheck import numerical_gradients
 from torch_impl.kernels import BUILTIN_KERNELS
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from triad.agreement.attention import run_attention
+from triad.harness.attention import run_attention
 from triad.tolerance import (
     F64_REL_BOUND,
     FD_REL_BOUND,
@@ -25,30 +25,30 @@ from triad.tolerance import (
 )
 
 TORCH_IMPLS = {"scratch": scratch_sdpa, "native": native_sdpa}
-TENSORS = ("out", "dq", "dk", "dv")
+RESULT_TENSORS = ("out", "dq", "dk", "dv")
 
 
-def oracle(case: AttentionCase, dtype: type = np.float64) -> tuple[dict, dict, np.ndarray, dict]:
+def reference_results(case: AttentionCase, dtype: type = np.float64) -> tuple[dict, dict, np.ndarray, dict]:
     """Reference outputs and gradients in ``dtype``; also the inputs, dout and the float64 cache."""
     inputs, dout = case.arrays()
     cast = {n: (a.astype(dtype) if a is not None and a.dtype == np.float64 else a) for n, a in inputs.items()}
     out, cache = attention_forward(cast["q"], cast["k"], cast["v"], cast["attn_mask"],
                                    is_causal=case.mask_kind == "is_causal", scale=case.scale)
     grads = attention_backward(dout.astype(dtype), cache)
-    return dict(zip(TENSORS, (out, *grads), strict=True)), inputs, dout, cache
+    return dict(zip(RESULT_TENSORS, (out, *grads), strict=True)), inputs, dout, cache
 
 
-def run_torch(kernel, case: AttentionCase, inputs: dict, dout: np.ndarray, dtype: torch.dtype) -> dict:
+def run_kernel_on_case(kernel, case: AttentionCase, inputs: dict, dout: np.ndarray, dtype: torch.dtype) -> dict:
     return run_attention(kernel, inputs, dout, dtype, is_causal=case.mask_kind == "is_causal", scale=case.scale)
 
 
 @given(case=attention_cases())
 def test_attention_agrees_across_implementations_float64(case: AttentionCase) -> None:
-    expected, inputs, dout, cache = oracle(case)
+    expected, inputs, dout, cache = reference_results(case)
     magnitudes = attention_magnitudes(dout, cache)
     for name, kernel in TORCH_IMPLS.items():
-        actual = run_torch(kernel, case, inputs, dout, torch.float64)
-        for tensor in TENSORS:
+        actual = run_kernel_on_case(kernel, case, inputs, dout, torch.float64)
+        for tensor in RESULT_TENSORS:
             err = max_rel_err(actual[tensor], expected[tensor], magnitudes[tensor])
             assert err <= F64_REL_BOUND, f"{name} {tensor}: relative error {err:.3e} > {F64_REL_BOUND:g}"
 
@@ -75,12 +75,12 @@ def test_reference_attention_backward_matches_finite_differences(case: Attention
 @given(case=attention_cases())
 def test_attention_float32_within_bound_derived_from_float64_oracle(case: AttentionCase) -> None:
     """float32 error against the float64 oracle <= 2 x the float32 reference's own error + the floor."""
-    expected, inputs, dout, cache = oracle(case)
-    baseline, *_ = oracle(case, np.float32)
+    expected, inputs, dout, cache = reference_results(case)
+    baseline, *_ = reference_results(case, np.float32)
     magnitudes = attention_magnitudes(dout, cache)
     for name, kernel in TORCH_IMPLS.items():
-        actual = run_torch(kernel, case, inputs, dout, torch.float32)
-        for tensor in TENSORS:
+        actual = run_kernel_on_case(kernel, case, inputs, dout, torch.float32)
+        for tensor in RESULT_TENSORS:
             err = max_abs_err(actual[tensor], expected[tensor])
             allowed = low_precision_bound(max_abs_err(baseline[tensor], expected[tensor]),
                                           max(magnitudes[tensor], float(np.max(np.abs(expected[tensor])))),
@@ -157,11 +157,11 @@ def test_attention_dropout_reference_and_scratch_agree_with_one_keep_mask(case: 
     keep = rng.random((case.B, case.H, case.Lq, case.Lk)) >= 0.3
     out, cache = attention_forward(inputs["q"], inputs["k"], inputs["v"], inputs["attn_mask"], dropout_p=0.3,
                                    scale=case.scale, dropout_keep=keep)
-    expected = dict(zip(TENSORS, (out, *attention_backward(dout, cache)), strict=True))
+    expected = dict(zip(RESULT_TENSORS, (out, *attention_backward(dout, cache)), strict=True))
     actual = run_attention(scratch_sdpa, inputs, dout, torch.float64, dropout_p=0.3, scale=case.scale,
                            dropout_keep=torch.from_numpy(keep))
     magnitudes = attention_magnitudes(dout, cache)
-    for tensor in TENSORS:
+    for tensor in RESULT_TENSORS:
         assert max_rel_err(actual[tensor], expected[tensor], magnitudes[tensor]) <= F64_REL_BOUND, tensor
 
 
@@ -198,7 +198,7 @@ def test_sdpa_backends_on_cuda_within_low_precision_bound(backend: str, dtype: t
     torch.backends.cuda.matmul.allow_tf32 = False
     case = AttentionCase(B=2, H=3, Lq=77, Lk=130, E=64, Ev=64, mask_kind=mask_kind, logit_scale=10.0,
                          scale=None, seed=11)
-    expected, inputs, dout, cache = oracle(case)
+    expected, inputs, dout, cache = reference_results(case)
     magnitudes = attention_magnitudes(dout, cache)
     baseline = run_attention(scratch_sdpa, inputs, dout, dtype, device="cuda",
                              is_causal=mask_kind == "is_causal")
@@ -208,7 +208,7 @@ def test_sdpa_backends_on_cuda_within_low_precision_bound(backend: str, dtype: t
     except RuntimeError as exc:
         pytest.skip(f"sdpa-{backend} does not run this case: {str(exc).splitlines()[0]}")
     dtype_name = str(dtype).removeprefix("torch.")
-    for tensor in TENSORS:
+    for tensor in RESULT_TENSORS:
         err = max_abs_err(actual[tensor], expected[tensor])
         scale = max(magnitudes[tensor], float(np.max(np.abs(expected[tensor]))))
         allowed = low_precision_bound(max_abs_err(baseline[tensor], expected[tensor]), scale, dtype_name,

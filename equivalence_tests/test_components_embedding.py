@@ -20,7 +20,7 @@ from torch_impl.native.embedding import Embedding as NativeEmbedding
 from torch_impl.native.positional_encoding import PositionalEncoding as NativePositionalEncoding
 from torch_impl.scratch.embedding import Embedding
 from torch_impl.scratch.positional_encoding import PositionalEncoding
-from triad.agreement.blocks import run_torch_block
+from triad.harness.blocks import run_torch_block
 
 seeds = st.integers(0, 2**32 - 1)
 

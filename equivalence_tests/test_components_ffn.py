@@ -23,7 +23,7 @@ from torch_impl.native.feed_forward import FeedForward as NativeFeedForward
 from torch_impl.scratch import activations as scratch_activations
 from torch_impl.scratch.dropout import Dropout
 from torch_impl.scratch.feed_forward import FeedForward
-from triad.agreement.blocks import run_torch_block
+from triad.harness.blocks import run_torch_block
 
 seeds = st.integers(0, 2**32 - 1)
 activations = st.sampled_from(ACTIVATIONS)

@@ -20,7 +20,7 @@ from torch_impl.native.layer_norm import LayerNorm as NativeLayerNorm
 from torch_impl.native.linear import Linear as NativeLinear
 from torch_impl.scratch.layer_norm import LayerNorm
 from torch_impl.scratch.linear import Linear
-from triad.agreement.blocks import run_torch_block
+from triad.harness.blocks import run_torch_block
 
 sizes = st.integers(1, 5)
 seeds = st.integers(0, 2**32 - 1)

@@ -28,7 +28,7 @@ from torch_impl.native import losses as native_losses
 from torch_impl.native import softmax as native_softmax
 from torch_impl.scratch import losses as scratch_losses
 from torch_impl.scratch import softmax as scratch_softmax
-from triad.agreement.blocks import run_torch_block
+from triad.harness.blocks import run_torch_block
 
 seeds = st.integers(0, 2**32 - 1)
 IGNORE = -100

@@ -25,8 +25,9 @@ from torch_impl.convert import (
 from torch_impl.native.layers import DecoderLayer, EncoderLayer
 from torch_impl.native.multi_head_attention import MultiHeadAttention as NativeMHA
 from torch_impl.native.stacks import Decoder, Encoder
+from torch_impl.registry import BLOCKS
 from torch_impl.scratch.multi_head_attention import MultiHeadAttention as ScratchMHA
-from triad.agreement.blocks import BLOCKS, random_params
+from triad.harness.blocks import random_params
 
 
 def shapes_of(params: dict) -> dict[str, tuple[int, ...]]:

@@ -24,7 +24,7 @@ from reference.decoding import (
 from reference.masks import causal_mask, padding_mask
 from torch_impl.convert import load_scratch
 from torch_impl.convert_models import load_native_model
-from triad.agreement.models import TORCH_MODELS
+from torch_impl.registry import TORCH_MODELS
 from triad.decode import TorchKVDecoder
 from triad.tolerance import F64_REL_BOUND, max_rel_err
 

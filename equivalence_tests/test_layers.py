@@ -16,7 +16,7 @@ from reference.layers import encoder_layer_forward, encoder_layer_param_shapes
 from torch_impl.convert import load_native, native_params
 from torch_impl.native.layers import EncoderLayer as NativeEncoderLayer
 from torch_impl.scratch.layers import EncoderLayer as ScratchEncoderLayer
-from triad.agreement.blocks import (
+from triad.harness.blocks import (
     BLOCKS,
     block_errors,
     fixed_case,

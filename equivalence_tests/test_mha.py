@@ -19,7 +19,7 @@ from torch_impl.convert import load_native
 from torch_impl.native.multi_head_attention import MultiHeadAttention as NativeMHA
 from torch_impl.native.multi_head_attention import torch_masks
 from torch_impl.scratch.multi_head_attention import MultiHeadAttention as ScratchMHA
-from triad.agreement.blocks import MASK_KINDS, block_errors, make_mask, random_params, run_torch_block
+from triad.harness.blocks import MASK_KINDS, block_errors, make_mask, random_params, run_torch_block
 from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, FD_STEP
 
 

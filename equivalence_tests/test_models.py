@@ -22,17 +22,16 @@ from reference.config import ACTIVATIONS, TransformerConfig
 from reference.gradcheck import numerical_gradients
 from torch_impl.convert import load_scratch
 from torch_impl.convert_models import load_native_model
-from triad.agreement.models import (
-    KINDS,
-    TORCH_MODELS,
+from torch_impl.registry import MODEL_KINDS, TORCH_MODELS
+from triad.harness.models import (
     compare_runs,
     grad_magnitudes,
     make_case,
     reference_forward,
     reference_grads,
     reference_loss,
-    run_reference,
-    run_torch,
+    run_reference_model,
+    run_torch_model,
 )
 from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, max_rel_err
 
@@ -80,9 +79,9 @@ def model_cases(draw: st.DrawFn, kind: str):
 
 
 def _assert_agree(case, implementation: str) -> None:
-    expected = run_reference(case)
+    expected = run_reference_model(case)
     assert {k for k in expected if k.startswith("grad:")} == {f"grad:{k}" for k in case.params}
-    actual = run_torch(case, implementation)
+    actual = run_torch_model(case, implementation)
     assert set(actual) == set(expected), "every parameter has a gradient, under the flat dictionary's name"
     errs = compare_runs(actual, expected)
     worst = max(errs, key=errs.get)
@@ -133,7 +132,7 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize(("kind", "variant"), [(kind, variant) for kind in KINDS for variant in VARIANTS
+@pytest.mark.parametrize(("kind", "variant"), [(kind, variant) for kind in MODEL_KINDS for variant in VARIANTS
                                                if variant != "regressor" or kind == "encoder_classifier"])
 def test_reference_model_grads_match_finite_differences(kind: str, variant: str) -> None:
     """Every entry of every parameter (170 to 432 per model, all of them: no sampling), central differences
@@ -180,7 +179,7 @@ def test_tied_weight_gradient_is_the_sum_of_both_uses(kind: str) -> None:
 
 
 @pytest.mark.parametrize("implementation", ["reference", *IMPLEMENTATIONS])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_scale_embedding_multiplies_embeddings_by_sqrt_d_model(kind: str, implementation: str) -> None:
     """scale_embedding=True equals scale_embedding=False with every embedding table times sqrt(d_model)
     (catches a forgotten, doubled or wrongly rooted scale)."""
@@ -189,9 +188,9 @@ def test_scale_embedding_multiplies_embeddings_by_sqrt_d_model(kind: str, implem
     plain = dataclasses.replace(scaled, config=TransformerConfig(**sizes, scale_embedding=False), params={
         k: v * math.sqrt(6) if k.endswith("embed.weight") else v for k, v in scaled.params.items()})
     if implementation == "reference":
-        outs = [run_reference(case)["out"] for case in (scaled, plain)]
+        outs = [run_reference_model(case)["out"] for case in (scaled, plain)]
     else:
-        outs = [run_torch(case, implementation)["out"] for case in (scaled, plain)]
+        outs = [run_torch_model(case, implementation)["out"] for case in (scaled, plain)]
     assert max_rel_err(outs[1], outs[0]) <= F64_REL_BOUND
 
 
@@ -370,7 +369,7 @@ def test_model_config_fields_out_of_range_are_refused_naming_the_field(field: st
         TransformerConfig(**{field: value})
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_native_models_in_eval_without_grad_agree_with_reference(kind: str) -> None:
     """Eval mode without gradients lets torch take its fast path (even heads, ReLU, batch first, post-norm).
     In the encoder-decoder's encoder (nested tensors) padded rows then come out different (measured with

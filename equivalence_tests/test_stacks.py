@@ -20,7 +20,8 @@ from reference.config import TransformerConfig
 from reference.stacks import decoder_forward, encoder_forward, encoder_param_shapes
 from torch_impl.convert import load_native, native_params
 from torch_impl.native.stacks import Encoder as NativeEncoder
-from triad.agreement.blocks import BLOCKS, block_errors, fixed_case, random_params, reference_block, torch_block
+from torch_impl.registry import BLOCKS
+from triad.harness.blocks import block_errors, fixed_case, random_params, reference_block, torch_block
 from triad.tolerance import F64_REL_BOUND
 
 

@@ -48,8 +48,8 @@ from reference.schedule import WarmupSchedule, warmup_rate
 from torch_impl.convert import load_scratch, scratch_params, to_numpy
 from torch_impl.convert_models import load_native_model, native_model_params
 from torch_impl.native import losses as native_losses
+from torch_impl.registry import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from torch_impl.scratch import losses as scratch_losses
-from triad.agreement.models import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from triad.checkpoint import load_checkpoint, save_checkpoint
 from triad.decode import TorchKVDecoder
 from triad.tasks import charlm, classify, copy

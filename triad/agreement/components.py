@@ -36,7 +36,7 @@ from torch_impl.native import softmax as native_softmax
 from torch_impl.scratch import losses as scratch_losses
 from torch_impl.scratch import softmax as scratch_softmax
 from triad.agreement.base import ComponentResult, compare
-from triad.agreement.blocks import run_torch_block
+from triad.harness.blocks import run_torch_block
 from triad.tolerance import F64_REL_BOUND
 
 B, L, D, D_FF, V = 2, 5, 7, 11, 6
