@@ -22,8 +22,7 @@ from reference.decoding import (
     next_token,
 )
 from reference.masks import causal_mask, padding_mask
-from torch_impl.convert import load_scratch
-from torch_impl.convert_models import load_native_model
+from torch_impl.convert import load_native, load_scratch
 from torch_impl.registry import TORCH_MODELS
 from triad.decode import TorchKVDecoder
 from triad.tolerance import F64_REL_BOUND, max_rel_err
@@ -150,7 +149,7 @@ def test_kv_cache_logits_equal_full_recomputation_torch(impl, case):
     kind, config, B, Lt, prefill, seed = case
     params, tokens, src = _reference_case(kind, config, B, Lt, seed)
     module = TORCH_MODELS[impl][kind](config).double().eval()
-    (load_scratch if impl == "scratch" else load_native_model)(module, params)
+    (load_scratch if impl == "scratch" else load_native)(module, params)
     keep = padding_mask(src, 0)  # (B, 1, 1, Ls)
     with torch.no_grad():
         if kind == "decoder_lm":

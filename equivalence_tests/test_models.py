@@ -20,8 +20,7 @@ from torch import nn
 from reference import models as ref
 from reference.config import ACTIVATIONS, TransformerConfig
 from reference.gradcheck import numerical_gradients
-from torch_impl.convert import load_scratch
-from torch_impl.convert_models import load_native_model
+from torch_impl.convert import load_native, load_scratch
 from torch_impl.registry import MODEL_KINDS, TORCH_MODELS
 from triad.harness.models import (
     compare_runs,
@@ -201,7 +200,7 @@ def _outputs(kind: str, config: TransformerConfig, params: dict, tokens: np.ndar
         forward = ref.encoder_classifier_forward if kind == "encoder_classifier" else ref.decoder_lm_forward
         return forward(tokens, params, config)[0]
     module = TORCH_MODELS[implementation][kind](config).double().eval()
-    (load_scratch if implementation == "scratch" else load_native_model)(module, params)
+    (load_scratch if implementation == "scratch" else load_native)(module, params)
     with torch.no_grad():
         return module(torch.from_numpy(tokens)).numpy()
 
@@ -354,7 +353,7 @@ def test_bad_parameter_dictionary_is_refused_naming_the_key(kind: str, key: str,
             reference_forward(case, params)
         else:
             module = TORCH_MODELS[implementation][kind](case.config).double()
-            (load_scratch if implementation == "scratch" else load_native_model)(module, params)
+            (load_scratch if implementation == "scratch" else load_native)(module, params)
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -380,7 +379,7 @@ def test_native_models_in_eval_without_grad_agree_with_reference(kind: str) -> N
     case = make_case(kind, config, B=3, Ls=6, Lt=5, seed=17)
     expected = reference_forward(case)[0]
     module = TORCH_MODELS["native"][kind](config).double().eval()
-    load_native_model(module, case.params)
+    load_native(module, case.params)
     tensors = {name: torch.from_numpy(value) for name, value in case.inputs.items()}
     with torch.no_grad():
         out = module(**tensors) if kind == "encoder_decoder" else module(tensors["tokens"])
@@ -403,7 +402,7 @@ def test_native_encoder_decoder_in_eval_without_memory_mask_keeps_padded_memory_
     keep = padding_mask(src, 0)  # (B, 1, 1, Ls)
     expected, _ = ref.encoder_decoder_forward(src, tgt, params, config, src_mask=keep, tgt_mask=causal_mask(3, 3))
     module = EncoderDecoder(config).double().eval()
-    load_native_model(module, params)
+    load_native(module, params)
     with torch.no_grad():
         got = module(torch.from_numpy(src), torch.from_numpy(tgt), src_mask=torch.from_numpy(keep),
                      tgt_mask=torch.from_numpy(causal_mask(3, 3)))

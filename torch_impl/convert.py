@@ -17,6 +17,12 @@ flat dictionary (scratch ``state_dict()``)      native (``torch.nn`` ``state_dic
 ``norm1..3.*``, ``norm.*`` (final norms)          the same
 ==============================================  ==============================================
 
+**Tied weights.** A native model with tied weights holds one ``nn.Parameter`` under two ``state_dict()``
+names (``generator.weight`` is ``tgt_embed.weight``; ``lm_head.weight`` is ``embed.weight``). The flat
+dictionary holds it once, under the embedding's name (see ``reference/models.py``): ``native_params``
+leaves the second name, the *alias*, out, and ``load_native`` fills it from its owner. Scratch models
+need nothing extra (their tied projection owns no weight).
+
 Packing is concatenation and unpacking is slicing, so round trips are bitwise exact.
 ``load_scratch`` / ``load_native`` check every key and shape first: a missing, extra or
 mis-shaped key is a ValueError naming the key (in the flat dictionary's names) and its
@@ -138,16 +144,39 @@ def load_scratch(module: nn.Module, params: Mapping[str, np.ndarray | torch.Tens
 
 
 def native_params(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A native module's parameters as a flat dictionary."""
-    return from_native(module.state_dict())
+    """A native module's parameters as a flat dictionary: each tied parameter once, under its owner's name."""
+    aliases = tied_aliases(module)
+    return from_native({name: value for name, value in module.state_dict().items() if name not in aliases})
 
 
 def native_grads(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A native module's ``.grad`` as a flat dictionary (``in_proj_weight.grad`` split in three), zeros where none."""
+    """A native module's ``.grad`` as a flat dictionary (``in_proj_weight.grad`` split in three), zeros where none.
+
+    ``named_parameters()`` lists a tied parameter once, under its first name (the embedding, registered
+    before the projection), with the gradients of both uses summed.
+    """
     return from_native(module_grads(module))
 
 
 def load_native(module: nn.Module, params: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-    """Copy a flat dictionary into a native module, after checking every key and shape (flat names)."""
+    """Copy a flat dictionary into a native module, after checking every key and shape (flat names).
+
+    A tied parameter's second name (its alias) is filled from its owner.
+    """
     check_param_shapes(params, _expected_shapes(native_params(module)), "params")
-    module.load_state_dict(to_torch(to_native(params)), strict=True)
+    native = to_native(params)
+    for alias, owner in tied_aliases(module).items():
+        native[alias] = native[owner]
+    module.load_state_dict(to_torch(native), strict=True)
+
+
+def tied_aliases(module: nn.Module) -> dict[str, str]:
+    """{alias: owner} for every ``state_dict()`` name whose parameter appeared earlier under the owner's name."""
+    owners: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, value in module.state_dict(keep_vars=True).items():
+        if id(value) in owners:
+            aliases[name] = owners[id(value)]
+        else:
+            owners[id(value)] = name
+    return aliases

@@ -42,8 +42,7 @@ from safetensors.numpy import save as safetensors_save
 
 from reference.config import TransformerConfig
 from reference.params import check_param_shapes
-from torch_impl.convert import load_scratch
-from torch_impl.convert_models import load_native_model
+from torch_impl.convert import load_native, load_scratch
 
 FORMAT = "transformer-triad/1"
 
@@ -192,7 +191,7 @@ def load_into_module(module: torch.nn.Module, params: Mapping[str, np.ndarray], 
     was; values are cast to the module's dtype (load float64 into ``module.double()`` for an exact copy).
     The reference needs no loading: ``Checkpoint.params`` *is* its parameter dict.
     """
-    loaders = {"scratch": load_scratch, "native": load_native_model}
+    loaders = {"scratch": load_scratch, "native": load_native}
     if impl not in loaders:
         raise ValueError(f"impl: expected 'scratch' or 'native', got {impl!r}")
     try:

@@ -45,8 +45,7 @@ from reference.losses import cross_entropy_backward, cross_entropy_forward, mse_
 from reference.masks import causal_mask
 from reference.optim import Adam, clip_grad_norm
 from reference.schedule import WarmupSchedule, warmup_rate
-from torch_impl.convert import load_scratch, scratch_params, to_numpy
-from torch_impl.convert_models import load_native_model, native_model_params
+from torch_impl.convert import load_native, load_scratch, native_params, scratch_params, to_numpy
 from torch_impl.native import losses as native_losses
 from torch_impl.registry import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from torch_impl.scratch import losses as scratch_losses
@@ -227,7 +226,7 @@ class TorchModel:
         self.task, self.config, self.impl = task, task.config, impl
         self.device = torch.device(device)
         self.module = TORCH_MODELS[impl][task.kind](task.config).to(dtype)
-        (load_scratch if impl == "scratch" else load_native_model)(self.module, params)
+        (load_scratch if impl == "scratch" else load_native)(self.module, params)
         self.module.to(self.device)
         self.losses = scratch_losses if impl == "scratch" else native_losses
         r = task.recipe
@@ -268,7 +267,7 @@ class TorchModel:
         return TorchKVDecoder(self.module, self.impl, src=self._tensor(src)).step
 
     def flat_params(self) -> dict[str, np.ndarray]:
-        params = scratch_params(self.module) if self.impl == "scratch" else native_model_params(self.module)
+        params = scratch_params(self.module) if self.impl == "scratch" else native_params(self.module)
         return {name: array.copy() for name, array in to_numpy(params).items()}  # a snapshot, not live weights
 
 

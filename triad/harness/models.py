@@ -21,8 +21,7 @@ from reference import models as ref
 from reference.config import TransformerConfig
 from reference.losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
 from reference.masks import causal_mask, padding_mask
-from torch_impl.convert import load_scratch, native_grads
-from torch_impl.convert_models import load_native_model
+from torch_impl.convert import load_native, load_scratch, native_grads
 from torch_impl.native import losses as native_losses
 from torch_impl.registry import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from torch_impl.scratch import losses as scratch_losses
@@ -131,7 +130,7 @@ def run_torch_model(case: ModelCase, implementation: str) -> dict[str, np.ndarra
     if implementation == "scratch":
         load_scratch(module, case.params)
     else:
-        load_native_model(module, case.params)
+        load_native(module, case.params)
     tensors = {name: torch.from_numpy(value) for name, value in case.inputs.items()}
     out = module(**tensors) if case.kind == "encoder_decoder" else module(tensors["tokens"])
     targets = torch.from_numpy(case.targets)
