@@ -52,7 +52,6 @@ from reference.masks import causal_mask
 from reference.models import (
     check_tokens,
     decoder_lm_param_shapes,
-    decoder_lm_stack_config,
     embedding_scale,
     encoder_decoder_param_shapes,
 )
@@ -238,7 +237,7 @@ def decoder_lm_step(
 ) -> np.ndarray:
     """The next tokens (B, n) -> their logits (B, n, V_tgt), as ``decoder_lm_forward`` on the whole prefix."""
     check_tokens("tokens", tokens, config.tgt_vocab_size, config.max_len)
-    return _decode_step(tokens, params, decoder_lm_stack_config(config), cache, "embed", "decoder", "lm_head")
+    return _decode_step(tokens, params, config, cache, "embed", "decoder", "lm_head")
 
 
 def encoder_decoder_cache(

@@ -65,7 +65,6 @@ Biases of the heads exist when ``config.bias``, like every other bias.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -75,7 +74,7 @@ from reference.config import TransformerConfig
 from reference.dropout import dropout_backward, dropout_forward
 from reference.embedding import embedding_backward, embedding_forward
 from reference.linear import linear_backward, linear_forward
-from reference.masks import causal_mask, padding_mask
+from reference.masks import padding_mask
 from reference.params import check_param_shapes, prefix_params, sub_params
 from reference.positional_encoding import (
     positional_encoding_backward,
@@ -83,6 +82,9 @@ from reference.positional_encoding import (
     sinusoidal_table,
 )
 from reference.stacks import (
+    causal_decoder_backward,
+    causal_decoder_forward,
+    causal_decoder_param_shapes,
     decoder_backward,
     decoder_forward,
     decoder_param_shapes,
@@ -132,12 +134,6 @@ def check_classifier_tokens(tokens: Any, config: TransformerConfig) -> None:
 def embedding_scale(config: TransformerConfig) -> float:
     """sqrt(d_model) when config.scale_embedding, else 1 (the paper multiplies; forgetting it is a classic bug)."""
     return math.sqrt(config.d_model) if config.scale_embedding else 1.0
-
-
-def decoder_lm_stack_config(config: TransformerConfig) -> TransformerConfig:
-    """The LM's stack is an encoder-style stack of depth n_decoder_layers; the encoder functions read its depth
-    from n_encoder_layers."""
-    return dataclasses.replace(config, n_encoder_layers=config.n_decoder_layers)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,7 +225,7 @@ def decoder_lm_param_shapes(config: TransformerConfig) -> dict[str, tuple[int, .
     """Every key of the decoder LM's flat dictionary and its shape."""
     return {
         "embed.weight": (config.tgt_vocab_size, config.d_model),
-        **prefix_params(encoder_param_shapes(decoder_lm_stack_config(config)), "decoder"),
+        **prefix_params(causal_decoder_param_shapes(config), "decoder"),
         **_head_shapes("lm_head", config.tgt_vocab_size, config, config.tie_weights),
     }
 
@@ -372,13 +368,9 @@ def decoder_lm_forward(
     check_tokens("tokens", tokens, config.tgt_vocab_size, config.max_len)
     tied_key = "embed.weight" if config.tie_weights else None
     check_param_shapes(params, decoder_lm_param_shapes(config), "params")
-    L = tokens.shape[1]
 
     x, embed_cache = _embed_forward(tokens, params["embed.weight"], config, training, rng)  # (B, L, D)
-    h, stack_cache = encoder_forward(
-        x, sub_params(params, "decoder"), decoder_lm_stack_config(config), src_mask=causal_mask(L, L),
-        training=training, rng=rng,
-    )  # (B, L, D)
+    h, stack_cache = causal_decoder_forward(x, sub_params(params, "decoder"), config, training, rng)  # (B, L, D)
     logits, head_cache = _project_forward(h, params, "lm_head", tied_key)  # (B, L, V_tgt)
     return logits, {"embed": embed_cache, "stack": stack_cache, "lm_head": head_cache, "tied_key": tied_key}
 
@@ -386,7 +378,7 @@ def decoder_lm_forward(
 def decoder_lm_backward(dlogits: np.ndarray, cache: dict[str, Any]) -> Params:
     """dlogits (B, L, V_tgt) -> the gradient of every parameter (a tied embedding: both uses summed)."""
     dh, grads = _project_backward(dlogits, cache["lm_head"], "lm_head", cache["tied_key"])  # dh (B, L, D)
-    dx, stack_grads = encoder_backward(dh, cache["stack"])  # (B, L, D)
+    dx, stack_grads = causal_decoder_backward(dh, cache["stack"])  # (B, L, D)
     grads["embed.weight"] = grads.get("embed.weight", 0.0) + _embed_backward(dx, cache["embed"])  # (V, D)
     grads.update(prefix_params(stack_grads, "decoder"))
     return grads

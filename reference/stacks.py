@@ -5,7 +5,13 @@ r"""Encoder and decoder stacks, forward and backward, in NumPy.
     \text{encoder:}\quad & x_0 = x, \qquad x_{i+1} = \mathrm{EncoderLayer}_i(x_i;\ \text{src\_mask}), \qquad
         y = N(x_n)\ \text{or}\ x_n \\
     \text{decoder:}\quad & x_{i+1} = \mathrm{DecoderLayer}_i(x_i, M;\ \text{tgt\_mask}, \text{memory\_mask}), \qquad
+        y = N(x_n)\ \text{or}\ x_n \\
+    \text{causal decoder:}\quad & x_{i+1} = \mathrm{EncoderLayer}_i(x_i;\ \text{causal}), \qquad
         y = N(x_n)\ \text{or}\ x_n
+
+The *causal decoder* is the decoder-only LM's stack (GPT): ``config.n_decoder_layers`` self-attention
+layers (the encoder layer's sublayers and parameter names: no cross-attention, no ``norm3``) under a
+causal mask, query i seeing keys 0..i. Its parameters are keyed ``layers.{i}.*`` like the others.
 
 with :math:`N` the final layer norm ``norm`` when ``config.final_norm`` (``nn.Transformer`` adds one
 to each stack, even in post-norm). Every layer has its own parameters ``layers.{i}.*``.
@@ -39,6 +45,7 @@ from reference.layers import (
     encoder_layer_param_shapes,
     norm_param_shapes,
 )
+from reference.masks import causal_mask
 from reference.params import check_param_shapes, prefix_params, sub_params
 
 
@@ -62,6 +69,11 @@ def encoder_param_shapes(config: TransformerConfig) -> dict[str, tuple[int, ...]
     return stack_param_shapes(encoder_layer_param_shapes(config), config.n_encoder_layers, config)
 
 
+def causal_decoder_param_shapes(config: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    """The parameter keys of a causal (decoder-only) stack: ``n_decoder_layers`` self-attention layers."""
+    return stack_param_shapes(encoder_layer_param_shapes(config), config.n_decoder_layers, config)
+
+
 def decoder_param_shapes(config: TransformerConfig) -> dict[str, tuple[int, ...]]:
     """The parameter keys of a decoder stack and their shapes."""
     return stack_param_shapes(decoder_layer_param_shapes(config), config.n_decoder_layers, config)
@@ -80,6 +92,32 @@ def _final_norm_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, dict[s
     return dx, {"norm.weight": dweight} | ({} if dbias is None else {"norm.bias": dbias})
 
 
+def _self_attention_stack_forward(
+    x: np.ndarray,
+    params: dict[str, np.ndarray],
+    config: TransformerConfig,
+    n_layers: int,
+    mask: np.ndarray | None,
+    training: bool,
+    rng: np.random.Generator | None,
+    dropout_keeps: Mapping[str, np.ndarray] | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (B, L, D) -> y (B, L, D) through ``n_layers`` self-attention (encoder) layers under ``mask``."""
+    check_layer_input(x.shape, config.d_model, "x")
+    check_param_shapes(params, stack_param_shapes(encoder_layer_param_shapes(config), n_layers, config), "params")
+    B, L, _ = x.shape
+    keeps = draw_dropout_keeps(per_layer(dropout_site_shapes(config, B, L), n_layers), config, training, rng,
+                               dropout_keeps)
+    layer_caches = []
+    for i in range(n_layers):
+        layer_keeps = None if keeps is None else sub_params(keeps, f"layers.{i}")
+        x, layer_cache = encoder_layer_forward(x, sub_params(params, f"layers.{i}"), config, mask, training,
+                                               dropout_keeps=layer_keeps)  # (B, L, D)
+        layer_caches.append(layer_cache)
+    y, norm_cache = _final_norm(x, params, config)  # (B, L, D)
+    return y, {"layers": layer_caches, "norm": norm_cache, "keeps": keeps}
+
+
 def encoder_forward(
     x: np.ndarray,
     params: dict[str, np.ndarray],
@@ -90,19 +128,8 @@ def encoder_forward(
     dropout_keeps: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """x (B, L, D) -> y (B, L, D) through ``config.n_encoder_layers`` layers; returns (y, cache)."""
-    check_layer_input(x.shape, config.d_model, "x")
-    check_param_shapes(params, encoder_param_shapes(config), "params")
-    B, L, _ = x.shape
-    keeps = draw_dropout_keeps(per_layer(dropout_site_shapes(config, B, L), config.n_encoder_layers), config,
-                               training, rng, dropout_keeps)
-    layer_caches = []
-    for i in range(config.n_encoder_layers):
-        layer_keeps = None if keeps is None else sub_params(keeps, f"layers.{i}")
-        x, layer_cache = encoder_layer_forward(x, sub_params(params, f"layers.{i}"), config, src_mask, training,
-                                               dropout_keeps=layer_keeps)  # (B, L, D)
-        layer_caches.append(layer_cache)
-    y, norm_cache = _final_norm(x, params, config)  # (B, L, D)
-    return y, {"layers": layer_caches, "norm": norm_cache, "keeps": keeps}
+    return _self_attention_stack_forward(x, params, config, config.n_encoder_layers, src_mask, training, rng,
+                                         dropout_keeps)
 
 
 def encoder_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -112,6 +139,26 @@ def encoder_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray,
         dx, layer_grads = encoder_layer_backward(dx, cache["layers"][i])  # (B, L, D)
         grads |= prefix_params(layer_grads, f"layers.{i}")
     return dx, grads
+
+
+def causal_decoder_forward(
+    x: np.ndarray,
+    params: dict[str, np.ndarray],
+    config: TransformerConfig,
+    training: bool = False,
+    rng: np.random.Generator | None = None,
+    dropout_keeps: Mapping[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (B, L, D) -> y (B, L, D) through ``config.n_decoder_layers`` causal self-attention layers."""
+    check_layer_input(x.shape, config.d_model, "x")
+    L = x.shape[1]
+    return _self_attention_stack_forward(x, params, config, config.n_decoder_layers, causal_mask(L, L), training,
+                                         rng, dropout_keeps)
+
+
+def causal_decoder_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """dy (B, L, D) -> (dx (B, L, D), grads): the same chain rule as the encoder's (the mask is a constant)."""
+    return encoder_backward(dy, cache)
 
 
 def decoder_forward(

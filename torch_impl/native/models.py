@@ -30,7 +30,7 @@ from torch_impl.native.embedding import Embedding
 from torch_impl.native.layers import decoder_layer, encoder_layer, native_activation
 from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks
 from torch_impl.native.positional_encoding import PositionalEncoding
-from torch_impl.native.stacks import TransformerDecoder, TransformerEncoder, final_norm
+from torch_impl.native.stacks import CausalDecoder, TransformerDecoder, TransformerEncoder, final_norm
 
 
 def _encoder_stack(config: TransformerConfig, n_layers: int) -> TransformerEncoder:
@@ -127,7 +127,7 @@ class DecoderLM(nn.Module):
         self.embed = Embedding(V, D, embedding_scale(config))
         self.positional_encoding = PositionalEncoding(D, config.max_len)
         self.dropout = nn.Dropout(config.dropout)
-        self.decoder = _encoder_stack(config, config.n_decoder_layers)
+        self.decoder = CausalDecoder(config)
         self.lm_head = nn.Linear(D, V, bias=config.bias)
         if config.tie_weights:
             self.lm_head.weight = self.embed.weight
@@ -135,9 +135,6 @@ class DecoderLM(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         config = self.config
         check_tokens("tokens", tokens.cpu(), config.tgt_vocab_size, config.max_len)
-        L = tokens.shape[1]
         x = self.dropout(self.positional_encoding(self.embed(tokens)))  # (B, L, D)
-        keep = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()  # (L, L): key j <= query i
-        blocked, _, is_causal = torch_masks(keep, tokens.shape[0], config.n_heads, L, L)  # (B*H, L, L), True = blocked
-        h = self.decoder(x, mask=blocked, is_causal=is_causal)  # (B, L, D)
+        h = self.decoder(x)  # (B, L, D)
         return self.lm_head(h)  # (B, L, V_tgt)

@@ -37,6 +37,24 @@ class TransformerEncoder(nn.TransformerEncoder):
         return super().forward(src, *args, **kwargs)  # type: ignore[arg-type]
 
 
+class CausalDecoder(TransformerEncoder):
+    """The decoder-only LM's stack: an ``nn.TransformerEncoder`` of ``config.n_decoder_layers`` layers run under a
+    causal mask (query i sees keys 0..i); x (B, L, D) -> (B, L, D). Its keys are ``nn.TransformerEncoder``'s.
+
+    No nested tensors, so every row is computed (the nested path zeroes padded rows: pytorch #86120)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(encoder_layer(config), config.n_decoder_layers, norm=final_norm(config),
+                         enable_nested_tensor=False)
+        self.n_heads = config.n_heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        B, L, _ = x.shape
+        keep = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()  # (L, L): key j <= query i
+        blocked, _, is_causal = torch_masks(keep, B, self.n_heads, L, L)  # (B*H, L, L), True = blocked
+        return super().forward(x, mask=blocked, is_causal=is_causal)  # (B, L, D)
+
+
 class TransformerDecoder(nn.TransformerDecoder):
     """``nn.TransformerDecoder`` that also runs with zero layers: then it is only its final norm."""
 

@@ -5,7 +5,7 @@ parameter names of these modules' ``state_dict()`` *are* the flat dictionary's k
 
 - ``EncoderDecoder``: ``src_embed``, ``tgt_embed``, ``encoder``, ``decoder``, ``generator``
 - ``EncoderClassifier``: ``embed``, ``encoder``, ``head`` (mean pooling over non-pad positions)
-- ``DecoderLM``: ``embed``, ``decoder`` (an encoder-style stack under a causal mask), ``lm_head``
+- ``DecoderLM``: ``embed``, ``decoder`` (a ``CausalDecoder``: self-attention layers under a causal mask), ``lm_head``
 
 Tied weights (``config.tie_weights``): the projection reads the target embedding's parameter
 and owns only its bias, so ``state_dict()`` has no ``generator.weight`` / ``lm_head.weight`` and
@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from reference.config import TransformerConfig
-from reference.models import check_classifier_tokens, check_tokens, decoder_lm_stack_config, embedding_scale
+from reference.models import check_classifier_tokens, check_tokens, embedding_scale
 from torch_impl.scratch.dropout import Dropout
 from torch_impl.scratch.embedding import Embedding
 from torch_impl.scratch.linear import Linear
 from torch_impl.scratch.positional_encoding import PositionalEncoding
-from torch_impl.scratch.stacks import Decoder, Encoder
+from torch_impl.scratch.stacks import CausalDecoder, Decoder, Encoder
 
 
 class TiedProjection(nn.Module):
@@ -118,14 +118,12 @@ class DecoderLM(nn.Module):
         self.config = config
         self.inputs = TokenInput(config)
         self.embed = Embedding(config.tgt_vocab_size, config.d_model, embedding_scale(config))
-        self.decoder = Encoder(decoder_lm_stack_config(config))
+        self.decoder = CausalDecoder(config)
         V, D = config.tgt_vocab_size, config.d_model
         self.lm_head = TiedProjection(V, config.bias) if config.tie_weights else Linear(D, V, bias=config.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         check_tokens("tokens", tokens.cpu(), self.config.tgt_vocab_size, self.config.max_len)
-        L = tokens.shape[1]
-        causal = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()  # (L, L): key j <= query i
-        h = self.decoder(self.inputs(tokens, self.embed), src_mask=causal)  # (B, L, D)
+        h = self.decoder(self.inputs(tokens, self.embed))  # (B, L, D)
         tied = self.embed.weight if self.config.tie_weights else None
         return _project(self.lm_head, h, tied)  # (B, L, V_tgt)

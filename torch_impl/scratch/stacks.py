@@ -26,11 +26,13 @@ def _layer_keeps(dropout_keeps: Mapping[str, torch.Tensor] | None, i: int) -> di
 
 
 class Encoder(nn.Module):
-    """x (B, L, D) -> (B, L, D) through ``config.n_encoder_layers`` layers (and ``norm``)."""
+    """x (B, L, D) -> (B, L, D) through ``n_layers`` self-attention layers (default ``config.n_encoder_layers``)
+    and ``norm``."""
 
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, config: TransformerConfig, n_layers: int | None = None) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
+        n_layers = config.n_encoder_layers if n_layers is None else n_layers
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(n_layers))
         self.norm = _final_norm(config)
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None,
@@ -38,6 +40,20 @@ class Encoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, src_mask, _layer_keeps(dropout_keeps, i))  # (B, L, D)
         return x if self.norm is None else self.norm(x)  # (B, L, D)
+
+
+class CausalDecoder(Encoder):
+    """The decoder-only LM's stack: x (B, L, D) -> (B, L, D) through ``config.n_decoder_layers`` self-attention
+    layers under a causal mask (query i sees keys 0..i), and ``norm``."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config, config.n_decoder_layers)
+
+    def forward(self, x: torch.Tensor, dropout_keeps: Mapping[str, torch.Tensor] | None = None  # type: ignore[override]
+                ) -> torch.Tensor:
+        L = x.shape[1]
+        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()  # (L, L): key j <= query i
+        return super().forward(x, causal, dropout_keeps)  # (B, L, D)
 
 
 class Decoder(nn.Module):
