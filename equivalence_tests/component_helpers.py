@@ -7,7 +7,16 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from reference.gradcheck import numerical_gradients
-from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, max_rel_err
+from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, mismatch_lines
+
+
+def assert_all_close(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray], bound: float,
+                     magnitudes: Mapping[str, float] | None = None, label: str = "") -> None:
+    """Every tensor of ``expected`` is in ``actual`` and within ``bound`` relative (``max_rel_err``'s measure, scale
+    ``magnitudes[key]`` where a result is small through cancellation); a failure says, for every tensor over its
+    bound, how many elements are over, the worst one's index, both values, the error and the bound."""
+    lines = mismatch_lines(actual, expected, bound, magnitudes)
+    assert not lines, f"{label}:\n" + "\n".join(f"  {key}: {where}" for key, where in lines.items())
 
 
 def assert_agree(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray], label: str,
@@ -16,10 +25,7 @@ def assert_agree(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.nda
     within F64_REL_BOUND relative of it (scale: ``magnitudes[key]`` where the result is small through
     cancellation, see ``triad.tolerance``); no gradient is missing or extra."""
     assert set(actual) == set(expected), f"{label}: tensors {sorted(actual)} != reference {sorted(expected)}"
-    bound = F64_REL_BOUND
-    for key, want in expected.items():
-        err = max_rel_err(actual[key], want, (magnitudes or {}).get(key, 0.0))
-        assert err <= bound, f"{label} {key}: max rel err {err:.3e} > {bound:.0e}"
+    assert_all_close(actual, expected, F64_REL_BOUND, magnitudes, label)
 
 
 def assert_matches_finite_differences(
@@ -28,9 +34,7 @@ def assert_matches_finite_differences(
 ) -> None:
     """The hand-written gradients ``analytic`` equal central differences of <f(), dout> in every input."""
     numeric = numerical_gradients(f, inputs, dout)
-    for key, grad in numeric.items():
-        err = max_rel_err(analytic[key], grad)
-        assert err <= FD_REL_BOUND, f"finite differences {key}: max rel err {err:.3e} > {FD_REL_BOUND:.0e}"
+    assert_all_close(analytic, numeric, FD_REL_BOUND, label="finite differences")
 
 
 def layer_norm_dx_magnitude(dy: np.ndarray, cache: dict) -> float:

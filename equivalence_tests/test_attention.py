@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 
+from equivalence_tests.component_helpers import assert_all_close
 from equivalence_tests.strategies import AttentionCase, attention_cases
 from reference.attention import attention_backward, attention_forward
 from reference.gradcheck import numerical_gradients
@@ -19,6 +20,7 @@ from triad.tolerance import (
     FD_REL_BOUND,
     FD_STEP,
     attention_magnitudes,
+    locate_mismatch,
     low_precision_bound,
     max_abs_err,
     max_rel_err,
@@ -48,9 +50,7 @@ def test_attention_agrees_across_implementations_float64(case: AttentionCase) ->
     magnitudes = attention_magnitudes(dout, cache)
     for name, kernel in TORCH_IMPLS.items():
         actual = run_kernel_on_case(kernel, case, inputs, dout, torch.float64)
-        for tensor in RESULT_TENSORS:
-            err = max_rel_err(actual[tensor], expected[tensor], magnitudes[tensor])
-            assert err <= F64_REL_BOUND, f"{name} {tensor}: relative error {err:.3e} > {F64_REL_BOUND:g}"
+        assert_all_close(actual, expected, F64_REL_BOUND, magnitudes, name)
 
 
 @given(case=attention_cases(max_len=5, max_head_dim=4, max_logit_scale=10.0))
@@ -67,9 +67,8 @@ def test_reference_attention_backward_matches_finite_differences(case: Attention
     analytic = dict(zip(("q", "k", "v"), attention_backward(dout, cache), strict=True))
     numeric = numerical_gradients(forward, {"q": q, "k": k, "v": v}, dout, h=FD_STEP)
     magnitudes = attention_magnitudes(dout, cache)
-    for name in ("q", "k", "v"):
-        err = max_rel_err(analytic[name], numeric[name], magnitudes["d" + name])
-        assert err <= FD_REL_BOUND, f"d{name}: relative error against finite differences {err:.3e}"
+    assert_all_close(analytic, numeric, FD_REL_BOUND, {name: magnitudes["d" + name] for name in analytic},
+                     "finite differences")
 
 
 @given(case=attention_cases())
@@ -81,11 +80,11 @@ def test_attention_float32_within_bound_derived_from_float64_oracle(case: Attent
     for name, kernel in TORCH_IMPLS.items():
         actual = run_kernel_on_case(kernel, case, inputs, dout, torch.float32)
         for tensor in RESULT_TENSORS:
-            err = max_abs_err(actual[tensor], expected[tensor])
             allowed = low_precision_bound(max_abs_err(baseline[tensor], expected[tensor]),
                                           max(magnitudes[tensor], float(np.max(np.abs(expected[tensor])))),
                                           "float32", magnitudes["logits"])
-            assert err <= allowed, f"{name} {tensor}: float32 error {err:.3e} > allowed {allowed:.3e}"
+            found = locate_mismatch(actual[tensor], expected[tensor], allowed)
+            assert found is None, f"{name} {tensor} float32: {found}"
 
 
 @pytest.mark.parametrize("impl", ["reference", "scratch", "native"])
@@ -209,11 +208,11 @@ def test_sdpa_backends_on_cuda_within_low_precision_bound(backend: str, dtype: t
         pytest.skip(f"sdpa-{backend} does not run this case: {str(exc).splitlines()[0]}")
     dtype_name = str(dtype).removeprefix("torch.")
     for tensor in RESULT_TENSORS:
-        err = max_abs_err(actual[tensor], expected[tensor])
         scale = max(magnitudes[tensor], float(np.max(np.abs(expected[tensor]))))
         allowed = low_precision_bound(max_abs_err(baseline[tensor], expected[tensor]), scale, dtype_name,
                                       magnitudes["logits"])
-        assert err <= allowed, f"sdpa-{backend} {dtype_name} {tensor}: {err:.3e} > {allowed:.3e}"
+        found = locate_mismatch(actual[tensor], expected[tensor], allowed)
+        assert found is None, f"sdpa-{backend} {dtype_name} {tensor}: {found}"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from equivalence_tests.component_helpers import assert_all_close
 from reference.config import ACTIVATIONS, TransformerConfig
 from reference.gradcheck import numerical_gradients
 from reference.layers import encoder_layer_forward, encoder_layer_param_shapes
@@ -19,6 +20,7 @@ from torch_impl.scratch.layers import EncoderLayer as ScratchEncoderLayer
 from triad.harness.blocks import (
     BLOCKS,
     block_errors,
+    block_magnitudes,
     fixed_case,
     make_mask,
     random_params,
@@ -67,9 +69,8 @@ def block_cases(draw: st.DrawFn, block: str, config: TransformerConfig, max_len:
 def assert_three_agree(block: str, config: TransformerConfig, case: dict) -> None:
     expected, _ = reference_block(block, config, case)
     for name, native in (("scratch", False), ("native", True)):
-        errors = block_errors(torch_block(block, config, case, native), expected)
-        worst = max(errors, key=errors.get)
-        assert errors[worst] <= F64_REL_BOUND, f"{name} {block} {worst}: relative error {errors[worst]:.3e}"
+        assert_all_close(torch_block(block, config, case, native), expected, F64_REL_BOUND,
+                         block_magnitudes(expected), f"{name} {block}")
 
 
 def assert_backward_matches_finite_differences(block: str, config: TransformerConfig, case: dict) -> None:
@@ -78,9 +79,7 @@ def assert_backward_matches_finite_differences(block: str, config: TransformerCo
     forward = lambda: reference_block(block, config, case)[0]["out"]  # noqa: E731  # reads the perturbed arrays
     numeric = numerical_gradients(forward, inputs, case["dy"], h=FD_STEP)
     numeric = {("d" + k if k in ("x", "memory") else k): v for k, v in numeric.items()}
-    errors = block_errors(analytic, numeric)
-    worst = max(errors, key=errors.get)
-    assert errors[worst] <= FD_REL_BOUND, f"{block} {worst}: error against finite differences {errors[worst]:.3e}"
+    assert_all_close(analytic, numeric, FD_REL_BOUND, block_magnitudes(numeric), f"{block} vs finite differences")
 
 
 @given(data=st.data(), config=configs())

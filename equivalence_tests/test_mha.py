@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from equivalence_tests.component_helpers import assert_all_close
 from reference.attention import attention_forward
 from reference.gradcheck import numerical_gradients
 from reference.masks import causal_mask
@@ -19,7 +20,7 @@ from torch_impl.convert import load_native
 from torch_impl.native.multi_head_attention import MultiHeadAttention as NativeMHA
 from torch_impl.native.multi_head_attention import torch_masks
 from torch_impl.scratch.multi_head_attention import MultiHeadAttention as ScratchMHA
-from triad.harness.blocks import MASK_KINDS, block_errors, make_mask, random_params, run_torch_block
+from triad.harness.blocks import MASK_KINDS, block_errors, block_magnitudes, make_mask, random_params, run_torch_block
 from triad.tolerance import F64_REL_BOUND, FD_REL_BOUND, FD_STEP
 
 
@@ -85,9 +86,7 @@ def test_mha_grads_agree_across_implementations(case: MhaCase) -> None:
     a = case.arrays()
     expected = reference_results(a, case.H, case.cross)
     for name, native in (("scratch", False), ("native", True)):
-        errors = block_errors(torch_results(case, a, native), expected)
-        worst = max(errors, key=errors.get)
-        assert errors[worst] <= F64_REL_BOUND, f"{name} {worst}: relative error {errors[worst]:.3e}"
+        assert_all_close(torch_results(case, a, native), expected, F64_REL_BOUND, block_magnitudes(expected), name)
 
 
 @given(case=mha_cases(max_len=3, max_d_head=2))
@@ -100,9 +99,7 @@ def test_reference_mha_backward_matches_finite_differences(case: MhaCase) -> Non
     analytic = {"x_q": dx_q, "x_kv": dx_kv, **grads}
     numeric = numerical_gradients(lambda: mha_forward(a["x_q"], x_kv, a["params"], case.H, a["mask"])[0],
                                   {"x_q": a["x_q"], "x_kv": x_kv, **a["params"]}, a["dy"], h=FD_STEP)
-    errors = block_errors(analytic, numeric)
-    worst = max(errors, key=errors.get)
-    assert errors[worst] <= FD_REL_BOUND, f"{worst}: relative error against finite differences {errors[worst]:.3e}"
+    assert_all_close(analytic, numeric, FD_REL_BOUND, block_magnitudes(numeric), "finite differences")
 
 
 def per_head_loop(x_q: np.ndarray, x_kv: np.ndarray, params: dict, n_heads: int, mask: np.ndarray | None

@@ -17,13 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from equivalence_tests.component_helpers import assert_all_close
 from reference import models as ref
 from reference.config import ACTIVATIONS, TransformerConfig
 from reference.gradcheck import numerical_gradients
 from torch_impl.convert import load_native, load_scratch
 from torch_impl.registry import MODEL_KINDS, TORCH_MODELS
 from triad.harness.models import (
-    compare_runs,
     grad_magnitudes,
     make_case,
     reference_forward,
@@ -82,9 +82,7 @@ def _assert_agree(case, implementation: str) -> None:
     assert {k for k in expected if k.startswith("grad:")} == {f"grad:{k}" for k in case.params}
     actual = run_torch_model(case, implementation)
     assert set(actual) == set(expected), "every parameter has a gradient, under the flat dictionary's name"
-    errs = compare_runs(actual, expected)
-    worst = max(errs, key=errs.get)
-    assert errs[worst] <= F64_REL_BOUND, f"{implementation}: {worst} off by {errs[worst]:.2e} relative"
+    assert_all_close(actual, expected, F64_REL_BOUND, grad_magnitudes(expected), implementation)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -150,10 +148,7 @@ def test_reference_model_grads_match_finite_differences(kind: str, variant: str)
     expected = numerical_gradients(loss, case.params, np.float64(1.0))
     _, _, actual = reference_grads(case, training=training, rng=np.random.default_rng(0))
     assert set(actual) == set(expected)
-    magnitudes = grad_magnitudes(expected)
-    for key, value in expected.items():
-        err = max_rel_err(actual[key], value, magnitudes.get(key, 0.0))
-        assert err <= FD_REL_BOUND, f"{key}: {err:.2e} relative"
+    assert_all_close(actual, expected, FD_REL_BOUND, grad_magnitudes(expected), "finite differences")
 
 
 # ---------------------------------------------------------------------------------------------------------

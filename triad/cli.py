@@ -54,6 +54,9 @@ def check(
         table.add_row(r.name, r.implementations, r.dtype, _fmt(r.max_rel_err_out), grads, _fmt(r.bound),
                       "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
     console.print(table)
+    for r in results:
+        for tensor, where in r.where.items():
+            console.print(f"[bold red]FAIL[/] {r.name}, {r.implementations}, {r.dtype}, {tensor}: {where}")
     passed = all(r.passed for r in results)
     n_failed = sum(not r.passed for r in results)
     console.print(

@@ -109,6 +109,8 @@ still hides behind the baseline's worst element.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -164,6 +166,79 @@ def max_rel_err(actual: Any, expected: np.ndarray, magnitude: float = 0.0) -> fl
     if err == 0.0:
         return 0.0
     return err / scale if scale > 0.0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Where a comparison fails, as ``torch.testing.assert_close`` says it: how many elements (or rows) exceed their
+    bound out of how many, and the worst one (largest error over its bound): its index, both values, the error and
+    the bound there."""
+
+    count: int
+    total: int
+    index: tuple[int, ...]
+    actual: float
+    expected: float
+    error: float
+    allowed: float
+    unit: str = "elements"
+
+    def __str__(self) -> str:
+        share = 100.0 * self.count / self.total if self.total else 0.0
+        return (f"mismatched {self.unit}: {self.count} / {self.total} ({share:.1f}%); worst at index {self.index}: "
+                f"{self.actual:.9g} vs {self.expected:.9g} expected, error {self.error:.3e} "
+                f"(up to {self.allowed:.3e} allowed)")
+
+
+def locate_mismatch(actual: Any, expected: np.ndarray, allowed: Any, rows: bool = False) -> Mismatch | str | None:
+    """Where ``|actual - expected| <= allowed`` fails; ``allowed`` broadcasts to ``expected`` (absolute bounds).
+
+    ``rows=True`` counts rows (the last axis) over their bound, as the verifier's per-row rule does; the index
+    is still the worst element's. A NaN/inf where the oracle is finite counts as an infinite error. Returns None
+    when everything is within bounds, a sentence when the shapes differ.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return f"shape {a.shape} where the reference has {e.shape}"
+    bound = np.broadcast_to(np.asarray(allowed, dtype=np.float64), e.shape)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - e)
+    diff = np.where(np.isfinite(e) & ~np.isfinite(diff), np.inf, np.nan_to_num(diff, nan=0.0))  # NaN where e is NaN
+    over = diff > bound
+    if not over.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        margin = np.where(diff == 0.0, 0.0, diff / bound)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(margin)), margin.shape))
+    count, total, unit = int(over.sum()), int(over.size), "elements"
+    if rows and e.ndim >= 1:
+        row_over = over.any(axis=-1)
+        count, total, unit = int(row_over.sum()), int(row_over.size), "rows"
+    return Mismatch(count, total, worst, float(a[worst]), float(e[worst]), float(diff[worst]), float(bound[worst]),
+                    unit)
+
+
+def mismatch_lines(actual: Mapping[str, Any], expected: Mapping[str, np.ndarray], bounds: float | Mapping[str, float],
+                   magnitudes: Mapping[str, float] | None = None) -> dict[str, str]:
+    """For every tensor of ``expected`` over its relative bound (``max_rel_err``'s measure): where, as a sentence."""
+    lines = {}
+    for key, want in expected.items():
+        bound = bounds if isinstance(bounds, (int, float)) else bounds[key]
+        found = "missing" if key not in actual else describe_rel_mismatch(actual[key], want, bound,
+                                                                          (magnitudes or {}).get(key, 0.0))
+        if found:
+            lines[key] = found
+    return lines
+
+
+def describe_rel_mismatch(actual: Any, expected: np.ndarray, bound: float, magnitude: float = 0.0) -> str:
+    """``locate_mismatch`` for a relative bound measured as ``max_rel_err`` measures (scale: the larger of
+    max |expected| and ``magnitude``); "" when within the bound."""
+    e = np.asarray(expected, dtype=np.float64)
+    scale = max(float(np.max(np.abs(e))) if e.size else 0.0, float(magnitude))
+    found = locate_mismatch(actual, e, bound * scale)
+    return "" if found is None else str(found)
 
 
 def low_precision_bound(baseline_abs_err: float, magnitude: float, dtype: str, logits: Any = 0.0,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from triad.tolerance import max_rel_err
+from triad.tolerance import max_rel_err, mismatch_lines
 
 
 @dataclass
@@ -23,6 +23,8 @@ class ComponentResult:
     bound: float = 0.0
     # A float32 result's bound depends on each tensor (baseline error); per-tensor bounds go here.
     tensor_bounds: dict[str, float] | None = None
+    # For each tensor over its bound: where (count over the bound, the worst index, both values).
+    where: dict[str, str] = field(default_factory=dict)
 
     @property
     def max_rel_err_grad(self) -> float:
@@ -44,6 +46,7 @@ class ComponentResult:
             "grads": self.grad_errs,
             "bound": self.bound,
             "passed": self.passed,
+            "where": self.where,
         }
 
 
@@ -53,14 +56,20 @@ def compare(
     dtype: str,
     actual: Mapping[str, Any],
     expected: Mapping[str, np.ndarray],
-    bound: float,
+    bound: float | Mapping[str, float],
     magnitudes: Mapping[str, float] | None = None,
 ) -> ComponentResult:
-    """Compare tensors named alike ("out" plus any gradients) with one relative bound."""
+    """Compare tensors named alike ("out" plus any gradients) with one relative bound, or one per tensor."""
     magnitudes = magnitudes or {}
-    errs = {key: max_rel_err(_to_numpy(actual[key]), expected[key], magnitudes.get(key, 0.0)) for key in expected}
+    arrays = {key: _to_numpy(value) for key, value in actual.items()}
+    errs = {key: max_rel_err(arrays[key], expected[key], magnitudes.get(key, 0.0)) if key in arrays
+            else float("inf") for key in expected}
     out_err = errs.pop("out")
-    return ComponentResult(name, implementations, dtype, out_err, errs, bound)
+    per_tensor = None if isinstance(bound, (int, float)) else dict(bound)
+    result = ComponentResult(name, implementations, dtype, out_err, errs,
+                             float(bound) if per_tensor is None else max(per_tensor.values()), per_tensor)
+    result.where = mismatch_lines(arrays, expected, bound, magnitudes)
+    return result
 
 
 def _to_numpy(x: Any) -> np.ndarray:

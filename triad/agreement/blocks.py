@@ -16,16 +16,28 @@ from reference.multi_head_attention import mha_backward, mha_forward, mha_param_
 from torch_impl.native import multi_head_attention as native_mha
 from torch_impl.scratch import multi_head_attention as scratch_mha
 from triad.agreement.base import ComponentResult
-from triad.harness.blocks import block_errors, fixed_case, random_params, reference_block, run_torch_block, torch_block
-from triad.tolerance import F64_REL_BOUND
+from triad.harness.blocks import (
+    block_errors,
+    block_magnitudes,
+    fixed_case,
+    random_params,
+    reference_block,
+    run_torch_block,
+    torch_block,
+)
+from triad.tolerance import F64_REL_BOUND, mismatch_lines
 
 
-def _result(name: str, implementations: str, errors: dict[str, float]) -> ComponentResult:
+def _result(name: str, implementations: str, actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
+            ) -> ComponentResult:
     """One line of ``triad check``: the output, each input gradient, and the worst of all parameter gradients."""
+    errors = block_errors(actual, expected)
     inputs = {key: err for key, err in errors.items() if key.startswith("d") and "." not in key}
     params = [err for key, err in errors.items() if key != "out" and key not in inputs]
     grads = inputs | {f"params ({len(params)})": max(params)}
-    return ComponentResult(name, implementations, "float64", errors["out"], grads, F64_REL_BOUND)
+    result = ComponentResult(name, implementations, "float64", errors["out"], grads, F64_REL_BOUND)
+    result.where = mismatch_lines(actual, expected, F64_REL_BOUND, block_magnitudes(expected))
+    return result
 
 
 def check_mha() -> list[ComponentResult]:
@@ -44,7 +56,7 @@ def check_mha() -> list[ComponentResult]:
         actual = run_torch_block(module, params, {"x_q": x_q, "x_kv": x_kv}, dy,
                                  lambda t, m=module: m(t["x_q"], t["x_kv"], torch.tensor(keep)),
                                  module.mha if name == "native" else None)
-        results.append(_result("multi-head attention", f"{name} vs reference", block_errors(actual, expected)))
+        results.append(_result("multi-head attention", f"{name} vs reference", actual, expected))
     return results
 
 
@@ -58,8 +70,8 @@ def _check_block(block: str, label: str) -> list[ComponentResult]:
         expected, _ = reference_block(block, config, case)
         placement = "pre-norm" if norm_first else "post-norm"
         for name, native in (("scratch", False), ("native", True)):
-            errors = block_errors(torch_block(block, config, case, native), expected)
-            results.append(_result(label, f"{name} vs reference, {placement}", errors))
+            actual = torch_block(block, config, case, native)
+            results.append(_result(label, f"{name} vs reference, {placement}", actual, expected))
     return results
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from reference.config import TransformerConfig
 from triad.agreement.base import ComponentResult
-from triad.harness.models import compare_runs, make_case, run_reference_model, run_torch_model
-from triad.tolerance import F64_REL_BOUND
+from triad.harness.models import compare_runs, grad_magnitudes, make_case, run_reference_model, run_torch_model
+from triad.tolerance import F64_REL_BOUND, mismatch_lines
 
 
 def check_model(kind: str, config: TransformerConfig) -> list[ComponentResult]:
@@ -20,11 +20,13 @@ def check_model(kind: str, config: TransformerConfig) -> list[ComponentResult]:
     expected = run_reference_model(case)
     results = []
     for implementation in ("scratch", "native"):
-        errs = compare_runs(run_torch_model(case, implementation), expected)
+        actual = run_torch_model(case, implementation)
+        errs = compare_runs(actual, expected)
         out_err = max(errs.pop("out"), errs.pop("loss"))
         grad_errs = {"d_params": max(errs.values())}  # the worst of every parameter gradient
-        results.append(ComponentResult(kind, f"{implementation} vs reference", "float64", out_err, grad_errs,
-                                       F64_REL_BOUND))
+        result = ComponentResult(kind, f"{implementation} vs reference", "float64", out_err, grad_errs, F64_REL_BOUND)
+        result.where = mismatch_lines(actual, expected, F64_REL_BOUND, grad_magnitudes(expected))
+        results.append(result)
     return results
 
 

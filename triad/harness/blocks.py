@@ -92,24 +92,27 @@ def make_mask(kind: str, B: int, H: int, Lq: int, Lk: int, rng: np.random.Genera
     raise ValueError(f"kind: expected one of {MASK_KINDS}, got {kind!r}")
 
 
-def block_errors(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """``max_rel_err`` of every tensor of ``expected`` (a missing one is an error of inf).
+def block_magnitudes(expected: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The scale of each bias gradient: at least its weight's gradient's.
 
-    A bias gradient is measured at least at the scale of its weight's gradient: both are sums of
-    the same rows (``db = sum dY``, ``dW = dY^T X`` with X of unit size), so they carry the same
-    rounding. This matters for the key projection's bias, whose gradient is 0 up to rounding
-    (softmax ignores a shift of a whole row of scores, and ``q . b_k`` is one).
+    Both are sums of the same rows (``db = sum dY``, ``dW = dY^T X`` with X of unit size), so they carry the
+    same rounding. This matters for the key projection's bias, whose gradient is 0 up to rounding (softmax
+    ignores a shift of a whole row of scores, and ``q . b_k`` is one).
     """
-    errors = {}
-    for key, value in expected.items():
-        if key not in actual:
-            errors[key] = float("inf")
-            continue
+    magnitudes = {}
+    for key in expected:
         weight_key = key.removesuffix(".bias") + ".weight"
-        is_bias = key.endswith(".bias") and weight_key in expected
-        magnitude = float(np.max(np.abs(expected[weight_key]))) if is_bias else 0.0
-        errors[key] = max_rel_err(actual[key], value, magnitude)
-    return errors
+        if key.endswith(".bias") and weight_key in expected:
+            magnitudes[key] = float(np.max(np.abs(expected[weight_key])))
+    return magnitudes
+
+
+def block_errors(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """``max_rel_err`` of every tensor of ``expected`` (a missing one is an error of inf), bias gradients measured
+    on ``block_magnitudes``."""
+    magnitudes = block_magnitudes(expected)
+    return {key: max_rel_err(actual[key], value, magnitudes.get(key, 0.0)) if key in actual else float("inf")
+            for key, value in expected.items()}
 
 
 def fixed_case(block: str, config: TransformerConfig, seed: int, B: int = 2, Lt: int = 5, Ls: int = 3

@@ -30,6 +30,7 @@ from triad.tolerance import (
     KERNEL_LOGIT_FLOOR_FACTOR,
     attention_magnitudes,
     attention_row_logits,
+    locate_mismatch,
     low_precision_bound,
     max_abs_err,
     mean_abs_err,
@@ -73,6 +74,7 @@ class CheckResult:
     bound: float = 0.0
     stat: str = ""  # "max" or "mean" for agreement checks
     message: str = ""
+    where: str = ""  # a failing "max" check: rows over their bound, the worst element's index and both values
 
     @property
     def ratio(self) -> float:
@@ -91,12 +93,14 @@ class CheckResult:
     def describe(self) -> str:
         if self.message:
             return f"{self.line}: {self.message}"
-        return (f"{self.line} ({self.stat} error): {self.err:.3e} relative, baseline {self.baseline_err:.3e}, "
+        text = (f"{self.line} ({self.stat} error): {self.err:.3e} relative, baseline {self.baseline_err:.3e}, "
                 f"allowed {self.bound:.3e}, ratio to baseline {self.ratio:.3g}")
+        return f"{text}; {self.where}" if self.where else text
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "passed": self.passed, "stat": self.stat, "err": self.err,
-                "baseline_err": self.baseline_err, "bound": self.bound, "ratio": self.ratio, "message": self.message}
+                "baseline_err": self.baseline_err, "bound": self.bound, "ratio": self.ratio, "message": self.message,
+                "where": self.where}
 
 
 @dataclass
@@ -255,8 +259,11 @@ def rowwise_rule_check(line: str, actual: np.ndarray, expected: np.ndarray, base
         margin = np.where(row_err == 0.0, 0.0, row_err / allowed)  # (B, H, L)
     worst = np.unravel_index(int(np.argmax(margin)), margin.shape)
     rel = 1.0 / mu if mu > 0.0 else 1.0
-    return CheckResult(line, bool(np.all(margin <= 1.0)), float(row_err[worst]) * rel, baseline_abs * rel,
-                       float(allowed[worst]) * rel, "max")
+    passed = bool(np.all(margin <= 1.0))
+    found = None if passed else locate_mismatch(actual, expected, allowed[..., None], rows=True)
+    where = "" if found is None else str(found)
+    return CheckResult(line, passed, float(row_err[worst]) * rel, baseline_abs * rel, float(allowed[worst]) * rel,
+                       "max", where=where)
 
 
 def agreement_checks(actual: dict[str, np.ndarray], baseline: dict[str, np.ndarray], expected: dict[str, np.ndarray],
