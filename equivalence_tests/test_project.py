@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -59,3 +60,20 @@ def test_triad_check_exits_one_when_a_component_fails(monkeypatch) -> None:
     result = CliRunner().invoke(app, ["check"])
     assert result.exit_code == 1
     assert "FAIL" in result.output
+
+
+LAYERS = ("reference", "torch_impl", "triad")  # bottom to top: each may import only those before it
+
+
+def test_no_package_imports_from_a_package_above_it() -> None:
+    """reference (NumPy) <- torch_impl (scratch, native, registries) <- triad (the commands); never upwards."""
+    root = Path(__file__).resolve().parent.parent
+    upward = []
+    for level, package in enumerate(LAYERS):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                upward += [f"{path.relative_to(root)} imports {name}" for name in names
+                           if name.split(".")[0] in LAYERS[level + 1:]]
+    assert not upward, "\n".join(upward)

@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -226,6 +226,127 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
 
 
+# Shrinking stops this long after the first failure (hypothesis alone allows 300 s): on a GPU lent for minutes
+# one slow-to-shrink backend must not eat the budget. The failure found last (the smallest so far) is reported.
+SHRINK_SECONDS = {"cpu": 120.0, "cuda": 30.0}
+
+
+class _RefusedError(Exception):
+    """A run that cannot start: bad arguments (``unsupported``) or a kernel that cannot be called (``bad kernel``)."""
+
+    def __init__(self, verdict: str, message: str) -> None:
+        super().__init__(message)
+        self.verdict, self.message = verdict, message
+
+
+def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, supports: KernelSupport | None
+            ) -> tuple[Kernel, KernelSupport]:
+    """The resolved kernel and what it supports; raises ``_RefusedError`` saying why a run cannot start."""
+    if dtype not in DTYPES:
+        raise _RefusedError(UNSUPPORTED, f"dtype: expected one of {DTYPES}, got {dtype!r}")
+    if device not in DEVICES or (device == "cuda" and not torch.cuda.is_available()):
+        raise _RefusedError(UNSUPPORTED,
+                            f"device: expected one of {DEVICES} (cuda only where available), got {device!r}")
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise _RefusedError(UNSUPPORTED, f"max_examples: expected a positive int, got {max_examples!r}")
+    try:
+        resolved = resolve_kernel(kernel)
+        support = declared_support(resolved, supports)
+    except (KernelNotFoundError, TypeError) as exc:
+        raise _RefusedError(BAD_KERNEL, str(exc)) from exc
+    problem = _signature_problem(resolved)
+    if problem:
+        raise _RefusedError(BAD_KERNEL, problem)
+    for wanted, allowed, what in ((dtype, support.dtypes, "dtypes"), (device, support.devices, "devices")):
+        if wanted not in allowed:
+            raise _RefusedError(UNSUPPORTED, f"{wanted}: the kernel declares {what} {allowed} only")
+    return resolved, support
+
+
+class _Search:
+    """One run's state: the kernel and its support, the report being tallied and the failures found so far.
+
+    The report tallies the cases until the first failure; the cases after it are hypothesis shrinking.
+    """
+
+    def __init__(self, kernel: Kernel, support: KernelSupport, device: str, dtype: str, report: Report,
+                 on_example: Callable[[int], None] | None) -> None:
+        self.kernel, self.support, self.device, self.dtype = kernel, support, device, dtype
+        self.report, self.on_example = report, on_example
+        self.failures: list[CaseOutcome] = []
+        self.first_failure_at: float | None = None
+
+    def run_case(self, case: VerifyCase) -> CaseOutcome:
+        outcome = check_one_case(self.kernel, case, device=self.device, dtype=self.dtype, supports=self.support)
+        if not self.failures:
+            _tally(self.report, outcome)
+            if self.on_example is not None:
+                self.on_example(self.report.examples + self.report.skipped)
+        return outcome
+
+    def record_failure(self, outcome: CaseOutcome) -> None:
+        self.failures.append(outcome)
+        if self.first_failure_at is None:
+            self.first_failure_at = time.perf_counter()
+
+    def shrink_time_spent(self) -> bool:
+        started = self.first_failure_at
+        return started is not None and time.perf_counter() - started > SHRINK_SECONDS[self.device]
+
+    def example(self, case: VerifyCase) -> None:
+        """One hypothesis example: raise on a failure (one raise site: hypothesis tells failures apart by where
+        they are raised), else steer the search towards the largest error over its bound."""
+        if self.shrink_time_spent():
+            self.report.shrink_capped = True
+            return  # passes from here on: hypothesis stops shrinking and the smallest failure so far stands
+        searching = not self.failures
+        outcome = self.run_case(case)
+        if outcome.failed:
+            self.record_failure(outcome)
+            raise AssertionError(outcome.summary())
+        margins = [c.margin for c in outcome.checks if c.stat]
+        if searching and margins:
+            target(min(max(margins), 1e6), label="error / allowed error")
+
+    def search(self, max_examples: int, seed: int, masks: tuple[str, ...] | None) -> None:
+        """Hypothesis over ``verify_cases`` (only ``masks`` if given); shrinks the first failure it finds."""
+        @hypothesis_seed(seed)
+        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+                  phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
+        @given(case=verify_cases(self.support, self.dtype, masks))
+        def one_example(case: VerifyCase) -> None:
+            self.example(case)
+
+        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
+        with contextlib.suppress(AssertionError, HypothesisException):
+            one_example()
+
+    def run(self, max_examples: int, seed: int) -> None:
+        """One small case per mask kind first (the search alone may never draw one), then the search. When a
+        coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it. The
+        minimal case is then run once more on its own: what the repro script will see."""
+        failed_coverage = next((o for o in map(self.run_case, coverage_cases(self.support)) if o.failed), None)
+        if failed_coverage is not None:
+            self.record_failure(failed_coverage)
+        self.search(max_examples, seed, None if failed_coverage is None else (failed_coverage.case.mask,))
+        if self.failures:
+            replay = check_one_case(self.kernel, self.failures[-1].case, device=self.device, dtype=self.dtype,
+                                    supports=self.support)
+            self.report.not_reproducible = not replay.failed
+
+
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    """TF32 would make the float32 baseline ~1e-3 relative and let a kernel as imprecise pass."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def verify_attention(
     kernel: str | Kernel,
     *,
@@ -248,84 +369,20 @@ def verify_attention(
     """
     name = kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", repr(kernel))
     report = Report(kernel=str(name), device=device, dtype=dtype, verdict=VERIFIED, seed=seed)
-    if dtype not in DTYPES:
-        report.verdict, report.message = UNSUPPORTED, f"dtype: expected one of {DTYPES}, got {dtype!r}"
-        return report
-    if device not in DEVICES or (device == "cuda" and not torch.cuda.is_available()):
-        report.verdict = UNSUPPORTED
-        report.message = f"device: expected one of {DEVICES} (cuda only where available), got {device!r}"
-        return report
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-        report.verdict, report.message = UNSUPPORTED, f"max_examples: expected a positive int, got {max_examples!r}"
-        return report
     try:
-        resolved = resolve_kernel(kernel)
-        support = declared_support(resolved, supports)
-    except (KernelNotFoundError, TypeError) as exc:
-        report.verdict, report.message = BAD_KERNEL, str(exc)
+        resolved, support = _accept(kernel, device, dtype, max_examples, supports)
+    except _RefusedError as refusal:
+        report.verdict, report.message = refusal.verdict, refusal.message
         return report
-    problem = _signature_problem(resolved)
-    if problem:
-        report.verdict, report.message = BAD_KERNEL, problem
-        return report
-    for wanted, allowed, what in ((dtype, support.dtypes, "dtypes"), (device, support.devices, "devices")):
-        if wanted not in allowed:
-            report.verdict = UNSUPPORTED
-            report.message = f"{wanted}: the kernel declares {what} {allowed} only"
-            return report
-
     _empty_report_lines(report, support)
-    failures: list[CaseOutcome] = []
-
-    def run_case(case: VerifyCase) -> CaseOutcome:
-        outcome = check_one_case(resolved, case, device=device, dtype=dtype, supports=support)
-        if not failures:  # the tally is of the cases until the first failure; after it comes shrinking
-            _tally(report, outcome)
-            if on_example is not None:
-                on_example(report.examples + report.skipped)
-        return outcome
-
-    def search(masks: tuple[str, ...] | None) -> None:
-        """Hypothesis over ``verify_cases`` (only ``masks`` if given); shrinks the first failure it finds."""
-        @hypothesis_seed(seed)
-        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-                  phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
-        @given(case=verify_cases(support, dtype, masks))
-        def one_example(case: VerifyCase) -> None:
-            searching = not failures
-            outcome = run_case(case)
-            if outcome.failed:  # one raise site: hypothesis tells failures apart by where they are raised
-                failures.append(outcome)
-                raise AssertionError(outcome.summary())
-            margins = [c.margin for c in outcome.checks if c.stat]
-            if searching and margins:
-                target(min(max(margins), 1e6), label="error / allowed error")
-
-        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
-        with contextlib.suppress(AssertionError, HypothesisException):
-            one_example()
-
+    run = _Search(resolved, support, device, dtype, report, on_example)
     started = time.perf_counter()
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    # TF32 would make the float32 baseline ~1e-3 relative and let a kernel as imprecise pass
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        # First one small case per mask kind (the search alone may never draw one), then the search. When a
-        # coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it.
-        failed_coverage = next((o for o in map(run_case, coverage_cases(support)) if o.failed), None)
-        if failed_coverage is not None:
-            failures.append(failed_coverage)
-        search(None if failed_coverage is None else (failed_coverage.case.mask,))
-        if failures:  # the minimal case once more, on its own: what the repro script will see
-            replay = check_one_case(resolved, failures[-1].case, device=device, dtype=dtype, supports=support)
-            report.not_reproducible = not replay.failed
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    with _tf32_off():
+        run.run(max_examples, seed)
     report.seconds = time.perf_counter() - started
-    if failures:
+    if run.failures:
         report.verdict = FAILED
-        report.failure = failures[-1]
+        report.failure = run.failures[-1]
         report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype, supports,
                                            report.not_reproducible)
     elif report.examples == 0:

@@ -73,6 +73,8 @@ class Report:
     repro_script: str = ""
     # the minimal failing case passed when checked again on its own: state kept between calls, or flakiness
     not_reproducible: bool = False
+    # shrinking reached triad.verify.api.SHRINK_SECONDS: the failing case is the smallest found by then
+    shrink_capped: bool = False
     declined_reasons: list[str] = field(default_factory=list)
 
     @property
@@ -91,7 +93,7 @@ class Report:
             "kernel": self.kernel, "device": self.device, "dtype": self.dtype, "verdict": self.verdict,
             "message": self.message, "examples": self.examples, "skipped": self.skipped,
             "seconds": self.seconds, "seed": self.seed, "declined_reasons": self.declined_reasons,
-            "not_reproducible": self.not_reproducible,
+            "not_reproducible": self.not_reproducible, "shrink_capped": self.shrink_capped,
             "lines": [line.to_json() for line in self.lines.values()],
             "failure": None if self.failure is None else {
                 "case": self.failure.case.to_json(),
@@ -117,6 +119,8 @@ class Report:
             text += "\nminimal failing case:\n" + self.failure.summary()
         if self.not_reproducible:
             text += "\n" + NOT_REPRODUCIBLE
+        if self.shrink_capped:
+            text += "\n" + SHRINK_CAPPED
         return text
 
     def render(self, console: Console) -> None:
@@ -144,6 +148,8 @@ class Report:
         console.print(f"[{style}]{self.summary()}[/]")
 
 
+SHRINK_CAPPED = ("note: shrinking stopped at its time cap; the case above is the smallest found by then, "
+                 "not necessarily minimal")
 NOT_REPRODUCIBLE = ("warning: the minimal case passed when checked again on its own, so the failure depends on "
                     "what ran before (the kernel keeps state between calls, e.g. a cache keyed on too little) or "
                     "comes and goes (a race, uninitialised memory); the repro script may pass while the bug is there")
