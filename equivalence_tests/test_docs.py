@@ -119,6 +119,14 @@ def test_rst_maths_becomes_arithmatex_maths() -> None:
     assert load_rst_math().rst_math_to_markdown(rst) == expected
 
 
+def test_a_blank_line_in_a_math_block_separates_two_equations() -> None:
+    """As in Sphinx: joined into one, the equations of a block would make one line wider than the page."""
+    rst = "\n".join([".. math::", "", "    a = 1", "", "    b &= 2 \\\\", "    c &= 3", "", "After."])
+    expected = "\n".join(["$$", "a = 1", "$$", "", "$$", "\\begin{aligned}", "b &= 2 \\\\", "c &= 3", "\\end{aligned}",
+                          "$$", "", "After."])
+    assert load_rst_math().rst_math_to_markdown(rst) == expected
+
+
 def test_no_rst_maths_is_left_for_the_api_pages() -> None:
     """Every docstring the API pages can show is converted: no directive or role survives."""
     convert = load_rst_math().rst_math_to_markdown

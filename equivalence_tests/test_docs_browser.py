@@ -8,7 +8,7 @@ host name but localhost, so the test behaves the same with or without a network.
 - text outside code that still holds a TeX delimiter (``$$``, ``\\(``, ``\\[``): maths that never rendered;
 - every formula (``.arithmatex``, what the Markdown leaves for KaTeX) without KaTeX's output inside it,
   and every KaTeX error;
-- every code block or table wider than its box: a line that sits behind a scrollbar at 1280 px.
+- every code block, table or display formula wider than its box: what sits behind a scrollbar at 1280 px.
 
 A screenshot of the layer-norm backward (display maths inside a list) is saved in the module's temporary
 folder for a person to look at. Without Chromium the browser tests skip with the reason, except in CI
@@ -56,7 +56,8 @@ PAGE_REPORT_JS = r"""() => {
     }
   }
   const formulas = [...document.querySelectorAll(".arithmatex")];
-  const boxes = document.querySelectorAll(".md-content pre > code, .md-content table, .md-typeset__scrollwrap");
+  const boxes = document.querySelectorAll(
+    ".md-content pre > code, .md-content table, .md-typeset__scrollwrap, .md-content div.arithmatex");
   return {
     raw,
     formulas: formulas.length,
@@ -183,7 +184,7 @@ def test_every_formula_is_rendered_by_katex_on_every_page(browsed: dict) -> None
     assert in_lists == DISPLAY_MATHS_IN_LISTS, "display maths inside list items"
 
 
-def test_no_code_block_or_table_is_wider_than_the_page_at_1280_px(browsed: dict) -> None:
+def test_no_code_block_table_or_formula_is_wider_than_the_page_at_1280_px(browsed: dict) -> None:
     assert not bad_pages(browsed, "tooWide")
 
 
