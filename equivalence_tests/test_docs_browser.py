@@ -97,7 +97,7 @@ def test_no_formula_is_left_outside_the_maths_markup(site: Path) -> None:
 def test_getting_started_shows_what_triad_check_printed_during_the_build(site: Path) -> None:
     html = (site / "index.html").read_text()
     assert "$ triad check" in html and "triad_check_output.py" not in html
-    assert re.search(r"\b\d+ comparisons, 0 failed, in \d+\.\d s\.", html), "the summary line of `triad check`"
+    assert re.search(r"\b\d+ comparisons, 0 failed\b", html), "the summary line of `triad check`"
 
 
 def chromium_or_skip() -> str:
