@@ -2,7 +2,7 @@
 
 Layout of a file (never a pickle, so loading an untrusted file cannot run code):
 
-- tensors: the flat ``dict[str, np.ndarray]`` shared by all three implementations (DESIGN.md,
+- tensors: the flat ``dict[str, np.ndarray]`` shared by all three implementations (docs/conventions.md,
   "One parameter dictionary"), keyed like the scratch modules' ``state_dict()``;
 - metadata (safetensors stores ``str -> str``):
   ``format`` = ``FORMAT``; ``kind`` = the model kind (``"encoder_decoder"``, ...);

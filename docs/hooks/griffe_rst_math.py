@@ -6,8 +6,9 @@ block and ``:math:`x``` inline. mkdocstrings renders docstrings as Markdown, whe
 the second when the site is built (``mkdocs.yml``: ``extensions``); the source files are not touched.
 
 A block's content is the text after ``.. math::`` and every following line indented deeper than
-the directive (blank lines included, as in reStructuredText). A block with ``&`` or ``\\`` and no
-environment of its own is wrapped in ``aligned``, which is how Sphinx reads such a block too.
+the directive (blank lines included, as in reStructuredText); a blank line inside it separates two
+equations, each its own ``$$`` block. An equation with ``&`` or ``\\`` and no environment of its own
+is wrapped in ``aligned``, which is how Sphinx reads such a block too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<first>.*)$")
 
 def _indent_of(line: str) -> int:
     return len(line) - len(line.lstrip())
+
+
+def _equations(body: list[str]) -> list[list[str]]:
+    """A block's equations, each its stripped lines: as in Sphinx, a blank line separates two equations."""
+    equations: list[list[str]] = [[]]
+    for line in body:
+        if line.strip():
+            equations[-1].append(line.strip())
+        elif equations[-1]:
+            equations.append([])
+    return [_aligned(lines) for lines in equations if lines]
+
+
+def _aligned(lines: list[str]) -> list[str]:
+    """An equation with ``&`` or ``\\`` and no environment of its own, wrapped in ``aligned``."""
+    joined = "\n".join(lines)
+    if ("&" in joined or "\\\\" in joined) and "\\begin" not in joined:
+        return ["\\begin{aligned}", *lines, "\\end{aligned}"]
+    return lines
 
 
 def rst_math_to_markdown(text: str) -> str:
@@ -43,13 +63,10 @@ def rst_math_to_markdown(text: str) -> str:
             body.append(lines[i])
             i += 1
         n_trailing_blank = len(body) - len("\n".join(body).rstrip().splitlines())
-        content = [line.strip() for line in body if line.strip()]
-        joined = "\n".join(content)
-        if ("&" in joined or "\\\\" in joined) and "\\begin" not in joined:
-            content = ["\\begin{aligned}", *content, "\\end{aligned}"]
-        if out and out[-1].strip():
-            out.append("")
-        out.extend([f"{indent}$$", *(indent + line for line in content), f"{indent}$$"])
+        for number, equation in enumerate(_equations(body)):
+            if number or (out and out[-1].strip()):
+                out.append("")
+            out.extend([f"{indent}$$", *(indent + line for line in equation), f"{indent}$$"])
         out.extend([""] * max(n_trailing_blank, 1 if i < len(lines) else 0))
     return INLINE.sub(r"$\1$", "\n".join(out))  # after the blocks: a role may span a line break
 
