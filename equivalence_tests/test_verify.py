@@ -210,6 +210,26 @@ def test_the_cli_finds_a_kernel_module_in_the_working_directory(tmp_path: Path,
     assert result.exit_code == 0, result.output
 
 
+def test_the_repro_script_runs_from_elsewhere_and_exits_2_when_the_kernel_cannot_be_imported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel importable only through the working directory, a repro written into a subfolder, run from there."""
+    (tmp_path / "my_wrong_kernel.py").write_text("from equivalence_tests.planted_kernels import wrong_scale\n")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    result = CliRunner().invoke(app, ["verify", "my_wrong_kernel:wrong_scale", "--max-examples", "5",
+                                      "--repro", "out/r.py"])
+    sys.modules.pop("my_wrong_kernel", None)
+    assert result.exit_code == 1 and "reproduce it with: python out/r.py" in result.output, result.output
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # triad itself, not the kernel's folder
+    elsewhere = tmp_path / "out"
+    run = subprocess.run([sys.executable, "r.py"], capture_output=True, text=True, env=env, cwd=elsewhere)
+    assert run.returncode == 1 and "FAILED" in run.stdout, run.stdout + run.stderr
+    (tmp_path / "my_wrong_kernel.py").unlink()
+    gone = subprocess.run([sys.executable, "r.py"], capture_output=True, text=True, env=env, cwd=elsewhere)
+    assert gone.returncode == 2 and "cannot import module 'my_wrong_kernel'" in gone.stderr, gone.stderr
+
+
 def _one_key_shortcut(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
     if k.shape[-2] == 1 and attn_mask is None and dropout_p == 0.0:
         return v.expand(*q.shape[:-1], v.shape[-1]).clone()  # exact: one key takes all the weight

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +75,23 @@ def kernel_spec(kernel: str | Kernel) -> str | None:
         return spec if resolve_kernel(spec) is kernel else None
     except KernelNotFoundError:
         return None
+
+
+def kernel_import_root(spec: str | None) -> str | None:
+    """The ``sys.path`` folder the kernel's module was imported from (so a script run from elsewhere finds it),
+    or None for a built-in name or a module that is not a file."""
+    if not spec or ":" not in spec:
+        return None
+    module_name = spec.partition(":")[0]
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return None
+    root = Path(path).resolve().parent
+    depth = module_name.count(".") + (1 if Path(path).name == "__init__.py" else 0)
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
 
 
 def _signature_problem(kernel: Kernel) -> str:
@@ -383,8 +402,9 @@ def verify_attention(
     if run.failures:
         report.verdict = FAILED
         report.failure = run.failures[-1]
-        report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype, supports,
-                                           report.not_reproducible)
+        spec = kernel_spec(kernel)
+        report.repro_script = repro_script(spec, report.failure, device, dtype, supports, report.not_reproducible,
+                                           kernel_import_root(spec))
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

@@ -156,11 +156,14 @@ NOT_REPRODUCIBLE = ("warning: the minimal case passed when checked again on its 
 
 
 def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str,
-                 supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
+                 supports: KernelSupport | None = None, not_reproducible: bool = False,
+                 import_root: str | None = None) -> str:
     """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it.
 
     ``supports``: the support the caller passed to ``verify_attention`` (None: the kernel's own declaration),
     written into the script so that it runs the same checks (which relations apply depends on it).
+    ``import_root``: the folder the kernel's module was imported from; the script puts it on ``sys.path``, so it
+    runs from any directory. A script that cannot import the kernel exits 2, never 1 ("still failing").
     """
     case = failure.case
     fields = ", ".join(f"{name}={value!r}" for name, value in case.to_json().items())
@@ -175,26 +178,36 @@ def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dty
 
     python {{this file}} [MODULE:FUNCTION]
 
-Exit status 1 while the kernel still fails this case, 0 once it passes.
+Exit status 1 while the kernel still fails this case, 0 once it passes, 2 if the kernel cannot be imported.
 """
 # Found on {device}, {dtype}:
 {found}
 {warning}
 import sys
 
+from torch_impl.kernels import KernelNotFoundError, resolve_kernel
 from triad.verify.api import check_one_case
 from triad.verify.cases import VerifyCase
 from triad.verify.support import KernelSupport
 
 {spec_line}
+KERNEL_IMPORTED_FROM = {import_root!r}  # put on sys.path, so the script runs from any directory
 CASE = VerifyCase({fields})
 {supports_line}
 
 if __name__ == "__main__":
     spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
     if spec is None:
-        sys.exit("usage: python {{this file}} MODULE:FUNCTION")
-    outcome = check_one_case(spec, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
+        print("usage: python {{this file}} MODULE:FUNCTION", file=sys.stderr)
+        sys.exit(2)
+    if KERNEL_IMPORTED_FROM is not None:
+        sys.path.insert(0, KERNEL_IMPORTED_FROM)
+    try:
+        kernel = resolve_kernel(spec)
+    except KernelNotFoundError as exc:
+        print(f"cannot run the repro: {{exc}}", file=sys.stderr)
+        sys.exit(2)
+    outcome = check_one_case(kernel, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)
 '''
