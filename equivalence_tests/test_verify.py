@@ -230,6 +230,24 @@ def test_the_repro_script_runs_from_elsewhere_and_exits_2_when_the_kernel_cannot
     assert gone.returncode == 2 and "cannot import module 'my_wrong_kernel'" in gone.stderr, gone.stderr
 
 
+def _raises_on_additive_masks(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    if attn_mask is not None and attn_mask.is_floating_point():
+        raise RuntimeError("no additive masks here")
+    return correct_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+def test_a_kernel_that_raises_is_blamed_on_the_call_that_raised_with_its_arguments() -> None:
+    case = VerifyCase(B=1, H=2, Lq=3, Lk=4, E=5, Ev=5, mask="none", family="gaussian", logit_scale=1.0, scale=None,
+                      non_contiguous=False, seed=0)
+    outcome = check_one_case(_raises_on_additive_masks, case, dtype="float64")
+    raised = [c for c in outcome.checks if c.line == RAISES_LINE]
+    assert outcome.failed and len(raised) == 1
+    message = raised[0].message
+    assert "no additive masks here" in message and "made by the relation" in message, message
+    assert "attn_mask=(1, 1, 3, 4) float64" in message, message  # the relation's mask; the case has none
+    assert "q (1, 2, 3, 5) float64" in message, message
+
+
 def _one_key_shortcut(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
     if k.shape[-2] == 1 and attn_mask is None and dropout_p == 0.0:
         return v.expand(*q.shape[:-1], v.shape[-1]).clone()  # exact: one key takes all the weight

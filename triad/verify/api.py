@@ -121,7 +121,11 @@ def _forward_fn(kernel: Kernel, case: VerifyCase, dtype: str, device: str) -> Ca
 
 def _relation_check(kernel: Kernel, case: VerifyCase, relation: str, arrays: dict[str, Any], dtype: str,
                     device: str, magnitudes: dict[str, float]) -> CheckResult:
-    lhs, rhs = relation_sides(relation, _forward_fn(kernel, case, dtype, device), arrays, case)
+    try:
+        lhs, rhs = relation_sides(relation, _forward_fn(kernel, case, dtype, device), arrays, case)
+    except KernelProblemError as exc:  # the call that raised is the relation's, not the case's own
+        raise KernelProblemError(exc.line, f"{exc.message}, made by the relation "
+                                           f"{RELATION_LINES[relation]!r}") from exc
     base_lhs, base_rhs = relation_sides(relation, _forward_fn(baseline_sdpa, case, dtype, device), arrays, case)
     return rule_check(RELATION_LINES[relation], "max", max_abs_err(lhs, rhs), max_abs_err(base_lhs, base_rhs),
                       relation_magnitude(relation, magnitudes["out"]), dtype,
