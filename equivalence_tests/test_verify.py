@@ -248,6 +248,15 @@ def test_a_kernel_that_raises_is_blamed_on_the_call_that_raised_with_its_argumen
     assert "q (1, 2, 3, 5) float64" in message, message
 
 
+def test_a_feature_whose_cases_failed_before_it_was_checked_is_not_a_pass() -> None:
+    report = verify_attention(_raises, max_examples=5)
+    assert report.verdict == FAILED
+    verdicts = {name: line.verdict for name, line in report.lines.items()}
+    assert "pass" not in {verdicts[f"mask: {mask}"] for mask in MASK_KINDS}, verdicts
+    assert {verdicts[f"inputs: {family}"] for family in FAMILIES} == {"not reached"}, verdicts
+    assert report.lines["mask: none"].unchecked >= 1 and verdicts["dq"] == "not reached"
+
+
 def _one_key_shortcut(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
     if k.shape[-2] == 1 and attn_mask is None and dropout_p == 0.0:
         return v.expand(*q.shape[:-1], v.shape[-1]).clone()  # exact: one key takes all the weight

@@ -209,10 +209,20 @@ def _empty_report_lines(report: Report, support: KernelSupport) -> None:
             report.line(name).note = "needs additive masks, which the kernel declares unsupported"
     for mask in MASK_KINDS:
         report.line(f"mask: {mask}")
+        if mask not in support.masks or (mask == "fully_masked_rows" and not support.fully_masked_rows):
+            report.line(f"mask: {mask}").note = "kernel declares this mask unsupported"
     for family in FAMILIES:
         report.line(f"inputs: {family}")
     for name in (*HEAD_DIM_LINES, LQ_NE_LK, TAIL_BLOCKS, PER_ELEMENT_MASKS, SCALE_OVERRIDE, NON_CONTIGUOUS, BIG_LOGITS):
         report.line(name)
+    for (lo, hi), name in zip(HEAD_DIM_BUCKETS, HEAD_DIM_LINES, strict=True):
+        if hi < support.min_head_dim or lo > support.max_head_dim:
+            report.line(name).note = f"kernel declares head dims {support.min_head_dim}-{support.max_head_dim}"
+    ruled_out = {LQ_NE_LK: support.different_lengths, SCALE_OVERRIDE: support.scale,
+                 NON_CONTIGUOUS: support.non_contiguous}
+    for name, supported in ruled_out.items():
+        if not supported:
+            report.line(name).note = "kernel declares it unsupported"
     report.line(DROPOUT_LINE)
     if not support.dropout:
         report.line(DROPOUT_LINE).note = "kernel declares no dropout"
@@ -232,6 +242,11 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(name).skipped += 1
         if reason not in report.declined_reasons and len(report.declined_reasons) < 3:
             report.declined_reasons.append(reason)
+    agreement = [c for c in outcome.checks if c.line in TENSORS]
+    if outcome.failed and not agreement:  # it failed before its features were checked: they are not passes
+        for name in features:
+            report.line(name).unchecked += 1
+        features = []
     lines_hit = set(features) | {c.line for c in outcome.checks}
     if not outcome.failed:
         lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
@@ -241,7 +256,6 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(name).examples += 1
     for check in outcome.checks:
         report.line(check.line).add(check)
-    agreement = [c for c in outcome.checks if c.line in TENSORS]
     for name in features:
         for check in agreement:
             report.line(name).add(check)

@@ -31,6 +31,8 @@ class Line:
     examples: int = 0
     skipped: int = 0
     failures: int = 0
+    # cases of this feature that failed before the feature was checked (e.g. the kernel raised): they prove nothing
+    unchecked: int = 0
     worst: CheckResult | None = None  # the comparison closest to (or furthest over) its bound
     note: str = ""  # e.g. why a feature was not searched, or that runs were not bitwise equal
 
@@ -46,13 +48,15 @@ class Line:
         if self.failures:
             return "FAIL"
         if self.examples == 0:
-            return "skipped"
+            # declined or ruled out by the declaration: skipped; never drawn before the search stopped: not reached
+            return "skipped" if self.skipped or self.note else "not reached"
         if self.note:
             return "warn"
         return "pass"
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "examples": self.examples, "skipped": self.skipped, "failures": self.failures,
+                "unchecked": self.unchecked,
                 "verdict": self.verdict, "note": self.note,
                 "worst": None if self.worst is None else self.worst.to_json()}
 
@@ -132,7 +136,7 @@ class Report:
                             "result's magnitude; allowed = 2 x baseline + floor")
         for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
-        styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim"}
+        styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim", "not reached": "dim"}
         for line in self.lines.values():
             w = line.worst
             table.add_row(
