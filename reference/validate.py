@@ -7,7 +7,14 @@ Each message names the argument, what was expected and what was received.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from reference.config import TransformerConfig
 
 Shape = Sequence[int]
 
@@ -66,3 +73,134 @@ def check_attention_shapes(
 def check_dropout_p(dropout_p: float) -> None:
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"dropout_p: expected a probability in [0, 1), got {dropout_p}")
+
+
+def check_positional_inputs(x_shape: tuple[int, ...], table_shape: tuple[int, ...]) -> None:
+    """x (B, L, D) with L <= max_len and D = d_model of the table: the same message in every implementation."""
+    if len(x_shape) != 3:
+        raise ValueError(f"x: expected (B, L, D) (batch first), got {fmt_shape(x_shape)}")
+    max_len, d_model = table_shape
+    if x_shape[2] != d_model:
+        raise ValueError(f"x: expected (B, L, D) with D={d_model} like the table, got {fmt_shape(x_shape)}")
+    if x_shape[1] > max_len:
+        raise ValueError(f"x: sequence length L={x_shape[1]} exceeds the table's max_len={max_len}")
+
+
+def check_param_shapes(params: Mapping[str, object], expected: Mapping[str, tuple[int, ...]], argument: str) -> None:
+    """Raise ValueError naming the first missing, extra or mis-shaped key of ``params``.
+
+    ``params`` may hold NumPy arrays or torch tensors (only ``.shape`` is read); ``argument``
+    is the name the caller knows the dictionary by, e.g. ``"params"`` or ``"state_dict"``.
+    """
+    for key, shape in expected.items():
+        if key not in params:
+            raise ValueError(f"{argument}: missing key {key!r}, expected shape {fmt_shape(shape)}")
+        got = tuple(params[key].shape)
+        if got != tuple(shape):
+            raise ValueError(f"{argument}[{key!r}]: expected shape {fmt_shape(shape)}, got {fmt_shape(got)}")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise ValueError(
+            f"{argument}: unexpected key {extra[0]!r} (all extra keys: {extra}); expected {sorted(expected)}"
+        )
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    """d_model must split into n_heads equal heads (shared by all three implementations)."""
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
+        raise ValueError(f"n_heads: expected a positive int, got {n_heads!r}")
+    if d_model % n_heads != 0:
+        raise ValueError(
+            f"d_model: expected a multiple of n_heads={n_heads}, got {d_model} (d_head would be {d_model / n_heads:g})"
+        )
+
+
+def check_mha_inputs(x_q_shape: tuple[int, ...], x_kv_shape: tuple[int, ...], n_heads: int) -> None:
+    """x_q (B, Lq, D) and x_kv (B, Lk, D) with one B and one D, D a multiple of n_heads."""
+    if len(x_q_shape) != 3:
+        raise ValueError(f"x_q: expected (B, Lq, d_model), got {fmt_shape(x_q_shape)}")
+    B, _, D = x_q_shape
+    if len(x_kv_shape) != 3 or x_kv_shape[0] != B or x_kv_shape[2] != D:
+        raise ValueError(
+            f"x_kv: expected (B, Lk, d_model) with B={B} and d_model={D} like x_q, got {fmt_shape(x_kv_shape)}"
+        )
+    check_heads(D, n_heads)
+
+
+def check_mask_shape(mask: Any, target: tuple[int, ...], argument: str) -> None:
+    """A mask (NumPy or torch, or None) must broadcast to ``target`` = (B, H, Lq, Lk)."""
+    if mask is not None and not is_broadcastable(tuple(mask.shape), target):
+        raise ValueError(
+            f"{argument}: expected a shape broadcastable to (B, H, Lq, Lk) = {fmt_shape(target)}, "
+            f"got {fmt_shape(tuple(mask.shape))}"
+        )
+
+
+def check_tokens(name: str, tokens: Any, vocab_size: int, max_len: int) -> None:
+    """Token ids (B, L): integers in [0, vocab_size), 1 <= L <= max_len. Shared by all three implementations.
+
+    ``tokens`` is anything NumPy can read (a torch tensor must be on the CPU).
+    """
+    shape = tuple(getattr(tokens, "shape", np.shape(tokens)))
+    tokens = np.asarray(tokens)
+    if not np.issubdtype(tokens.dtype, np.integer):  # bool is not an integer dtype in NumPy
+        raise TypeError(f"{name}: expected integer token ids, got dtype {tokens.dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"{name}: expected token ids of shape (B, L), got {fmt_shape(shape)}")
+    batch, length = shape
+    if batch == 0 or length == 0:
+        raise ValueError(
+            f"{name}: expected a non-empty batch of non-empty sequences (B, L >= 1), got {fmt_shape(shape)}"
+        )
+    if length > max_len:
+        raise ValueError(f"{name}: sequence length {length} is longer than max_len={max_len}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name}: expected token ids in [0, {vocab_size}), got {bad}")
+
+
+def check_classifier_tokens(tokens: Any, config: TransformerConfig) -> None:
+    """check_tokens for the classifier, and no sequence made only of padding (its mean pooling would be 0/0)."""
+    check_tokens("tokens", tokens, config.src_vocab_size, config.max_len)
+    only_padding = np.all(np.asarray(tokens) == config.pad_id, axis=1)  # (B,)
+    if np.any(only_padding):
+        raise ValueError(
+            f"tokens: sequence {int(np.argmax(only_padding))} holds only pad_id={config.pad_id}; nothing to pool"
+        )
+
+
+def check_linear_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...],
+                        bias_shape: tuple[int, ...] | None) -> None:
+    """x (..., in), weight (out, in), bias (out,): the same message in every implementation."""
+    if len(weight_shape) != 2:
+        raise ValueError(f"weight: expected (out, in), got {fmt_shape(weight_shape)}")
+    n_out, n_in = weight_shape
+    if len(x_shape) < 1 or x_shape[-1] != n_in:
+        raise ValueError(f"x: expected (..., in) with in={n_in} like weight {fmt_shape(weight_shape)}, "
+                         f"got {fmt_shape(x_shape)}")
+    if bias_shape is not None and tuple(bias_shape) != (n_out,):
+        raise ValueError(f"bias: expected (out,) with out={n_out} like weight {fmt_shape(weight_shape)}, "
+                         f"got {fmt_shape(bias_shape)}")
+
+
+def check_layer_input(x_shape: tuple[int, ...], d_model: int, argument: str) -> None:
+    """An activation (B, L, d_model); shared by the scratch layers so both raise the same message."""
+    if len(x_shape) != 3 or x_shape[2] != d_model:
+        raise ValueError(f"{argument}: expected (B, L, d_model) with d_model={d_model}, got {fmt_shape(x_shape)}")
+
+
+def check_embedding_inputs(tokens: Any, weight_shape: tuple[int, ...]) -> None:
+    """tokens (B, L) integers in [0, V), weight (V, D): the same message in every implementation."""
+    if len(weight_shape) != 2:
+        raise ValueError(f"weight: expected (V, D), got {fmt_shape(weight_shape)}")
+    if len(tokens.shape) != 2:
+        raise ValueError(f"tokens: expected (B, L), got {fmt_shape(tokens.shape)}")
+    if "int" not in str(tokens.dtype):
+        raise TypeError(f"tokens: expected an integer dtype, got {tokens.dtype}")
+    if math.prod(tokens.shape) == 0:
+        raise ValueError(f"tokens: expected a non-empty (B, L), got {fmt_shape(tokens.shape)}")
+    V = weight_shape[0]
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= V:
+        raise ValueError(f"tokens: expected ids in [0, {V}) for a vocabulary of V={V}, got ids from {low} to {high}")

@@ -41,7 +41,7 @@ from safetensors import safe_open
 from safetensors.numpy import save as safetensors_save
 
 from reference.config import TransformerConfig
-from reference.params import check_param_shapes
+from reference.validate import check_param_shapes
 from torch_impl.convert import load_native, load_scratch
 
 FORMAT = "transformer-triad/1"
