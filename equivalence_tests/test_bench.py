@@ -494,3 +494,38 @@ def test_bench_command_refuses_the_gpu_preset_without_cuda_and_conflicting_prese
         assert result.exit_code == 2 and "needs CUDA" in result.output
     result = CliRunner().invoke(app, ["bench", "--preset", "smoke", "--full"])
     assert result.exit_code == 2 and "expected one preset" in result.output
+
+
+class _OomBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        raise MemoryError("host out of memory (planted)")
+
+
+def _oom_in_backward(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Right forward; the backward runs out of memory, inside the timed region of ``benchmark.pedantic``."""
+    return _OomBackward.apply(scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale))
+
+
+def _benchmark_suite(*args: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-rs", "-p", "no:cacheprovider",
+               "--bench-preset", "smoke", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_the_benchmark_suite_skips_an_out_of_memory_inside_the_timing_and_keeps_going() -> None:
+    out = _benchmark_suite("--bench-kernel", f"{__name__}:_oom_in_backward", "--benchmark-disable")
+    assert "oom: MemoryError: host out of memory (planted)" in out, out[-3000:]
+    assert "4 passed" in out, out[-3000:]  # fwd of each plain case; bwd, fwd+bwd skipped; GQA cases skipped
+
+
+def test_the_benchmark_suite_has_a_time_budget() -> None:
+    out = _benchmark_suite("--bench-kernel", "scratch", "--bench-budget", "0", "--benchmark-disable")
+    assert "24 skipped" in out and "--bench-budget" in out, out[-3000:]
