@@ -145,8 +145,8 @@ def matmul_peak_tflops(device: str, dtype: str, sizes: tuple[int, ...], rounds: 
                        seed: int = 0, tf32: bool = False) -> tuple[float, int]:
     """The best TFLOP/s of square matmuls in ``dtype`` on ``device``, and the size that reached it.
 
-    For each ``n`` in ``sizes``: ``torch.mm``, and on the CPU also NumPy's ``@`` (the reference's BLAS,
-    which may differ from torch's); each timed over ``rounds`` and credited with its fastest round.
+    For each ``n`` in ``sizes``: ``torch.mm``, and on the CPU in float32/float64 also NumPy's ``@`` (the
+    reference's BLAS, which may differ from torch's); each timed over ``rounds`` and credited with its fastest round.
     ``tf32``: CUDA float32 products with TF32 allowed (the other float32 ceiling); restored afterwards.
     """
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -158,7 +158,7 @@ def matmul_peak_tflops(device: str, dtype: str, sizes: tuple[int, ...], rounds: 
             a = torch.randn(n, n, generator=generator, device=device, dtype=TORCH_DTYPES[dtype])  # (n, n)
             b = torch.randn(n, n, generator=generator, device=device, dtype=TORCH_DTYPES[dtype])  # (n, n)
             products: list[Callable[[], object]] = [partial(torch.mm, a, b)]
-            if device == "cpu":
+            if device == "cpu" and dtype in ("float32", "float64"):  # NumPy has no bfloat16 (nor a fast float16)
                 products.append(partial(np.matmul, a.numpy(), b.numpy()))
             for product in products:
                 tflops = matmul_flops(n) / (time_rounds(product, device, rounds, warmup).min_ms * 1e-3) / 1e12
