@@ -33,9 +33,9 @@ if [[ $# -eq 2 ]]; then [[ $2 == --dry-run ]] || usage; DRY=1; fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=${PYTHON:-python3}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=ci MPLBACKEND=Agg
-cd "$ROOT" || exit 2
 mkdir -p "$OUTDIR" || exit 2
-OUTDIR=$(cd "$OUTDIR" && pwd)
+OUTDIR=$(cd "$OUTDIR" && pwd)  # absolute, before the cd: a relative OUTDIR is the caller's
+cd "$ROOT" || exit 2
 LOGS=$OUTDIR/logs
 rm -rf "$LOGS" && mkdir -p "$LOGS" || exit 2
 : > "$LOGS/stages.tsv"

@@ -72,7 +72,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         if r["above_peak"]:
             status = "[bold red]above peak: broken measurement[/]"
         table.add_row(
-            r["kernel"], r["device"], r["dtype"], f"{r['B']}x{r['H']}x{r['Lq']}x{r['d_head']}",
+            r["kernel"], r["device"], r["dtype"],
+            f"{r['B']}x{r['H']}x{r['Lq']}x{r['d_head']}" + (f" GQA {_group(r)}:1" if _group(r) > 1 else ""),
             "yes" if r["causal"] else "no", r["mode"],
             f"{r['median_ms']:.3f} [{r['p20_ms']:.3f}, {r['p80_ms']:.3f}]" if ok and r["median_ms"] is not None
             else "-",
