@@ -49,7 +49,8 @@ if (( DRY )); then
   export TRITON_INTERPRET=1  # a Triton kernel on the CPU runs under the interpreter
 else
   : "${TOTAL:=540}" "${ENV_S:=20}" "${PEAKS_S:=45}" "${CHECKS_S:=180}" "${BENCH_S:=270}" "${JOBS:=12}"
-  DEVICE=cuda EXAMPLES=200 DTYPES=(bfloat16 float16) BENCH=(--preset gpu --budget 200)
+  : "${EXAMPLES:=200}"
+  DEVICE=cuda DTYPES=(bfloat16 float16) BENCH=(--preset gpu --budget 200)
 fi
 : "${VERIFY_S:=$(( CHECKS_S - 10 ))}"
 DEADLINE=$(( SECONDS + TOTAL - 10 ))  # 10 s kept for collecting the files
