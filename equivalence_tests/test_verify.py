@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import triad
+from equivalence_tests.known_failures import report_symptom, xfail_if_known
 from equivalence_tests.planted_kernels import PLANTED, correct_attention, textbook_attention
 from triad.cli import app
 from triad.tolerance import EPS_BY_DTYPE
@@ -396,6 +397,8 @@ def test_cli_exit_codes_json_and_repro(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize("backend", ["sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math"])
 def test_sdpa_backends_on_cuda_are_verified(backend: str, dtype: str) -> None:
     report = verify_attention(backend, device="cuda", dtype=dtype, max_examples=100, seed=0)
+    if report.verdict == FAILED:
+        xfail_if_known(report_symptom(backend, report), report.summary())
     # a backend that runs no case at all in this dtype (e.g. flash in float32) is unsupported, not failed
     assert report.verdict in (VERIFIED, UNSUPPORTED), report.summary()
     if dtype != "float32" and backend != "sdpa-cudnn":

@@ -91,8 +91,14 @@ def verify(
 
 @app.command()
 def bench(
-    full: Annotated[bool, typer.Option("--full/--quick", help="The full grid (CPU, and CUDA when present) "
-                                       "or the quick CPU one (under a minute on 2 cores).")] = False,
+    full: Annotated[bool | None, typer.Option("--full/--quick", help="The full grid (CPU, and CUDA when present) "
+                                              "or the quick CPU one (under a minute on 2 cores): shorthands "
+                                              "for --preset full / quick.")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick (default), full, gpu (the CUDA grid of the GPU run: "
+                                               "bf16/fp16, d 128/64, GQA 8:1, L 512-16k) or smoke (that plan "
+                                               "at toy sizes on the CPU).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Seconds after which no case starts, per device "
+                                                 "(default: the preset's).")] = None,
     kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Only this kernel (repeatable): a built-in "
                                                      "name or MODULE:FUNCTION. Default: every built-in.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
@@ -102,7 +108,7 @@ def bench(
     from triad.bench.cli import run_bench
 
     _importable_from_here()
-    raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console()))
+    raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console(), preset, budget))
 
 
 @app.command()

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from torch_impl.kernels import KernelNotFoundError, resolve_kernel
-from triad.bench.grid import preset
+from triad.bench.grid import PRESETS, preset
 from triad.bench.report import print_report, write_json, write_plot
 from triad.bench.runner import run_grid
 from triad.verify.support import declared_support
@@ -31,9 +31,28 @@ def _unwritable(path: Path | None) -> str:
     return ""
 
 
-def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plot_path: Path | None,
-              console: Console) -> int:
+def _preset_name(full: bool | None, preset_name: str | None) -> str:
+    """The preset asked for by ``--full/--quick`` and ``--preset`` (ValueError when they disagree)."""
+    shorthand = None if full is None else ("full" if full else "quick")
+    if preset_name is not None and shorthand is not None and preset_name != shorthand:
+        raise ValueError(f"--preset {preset_name} and --{shorthand}: expected one preset, got two")
+    name = preset_name or shorthand or "quick"
+    if name not in PRESETS:
+        raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
+    if name == "gpu" and not torch.cuda.is_available():
+        raise ValueError("--preset gpu: needs CUDA, and torch.cuda.is_available() is False (try --preset smoke)")
+    return name
+
+
+def run_bench(full: bool | None, kernels: list[str] | None, json_path: Path | None, plot_path: Path | None,
+              console: Console, preset_name: str | None = None, budget_s: float | None = None) -> int:
     """Exit code: 0 the run finished (unsupported/oom/wrong rows are results), 2 a usage error."""
+    try:
+        name = _preset_name(full, preset_name)
+        grid = preset(name, tuple(kernels) if kernels else None, cuda=torch.cuda.is_available(), budget_s=budget_s)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
     try:
         for name in kernels or []:
             declared_support(resolve_kernel(name))
@@ -47,7 +66,6 @@ def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plo
             return 2
     if not console.is_terminal:  # piped or logged: rich would wrap every cell at 80 columns
         console.width = max(console.width, 170)
-    grid = preset("full" if full else "quick", tuple(kernels) if kernels else None, cuda=torch.cuda.is_available())
     cases = grid.cases()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
