@@ -40,8 +40,14 @@ def check(
 ) -> None:
     """Run reference, scratch and native on the same weights and inputs; compare every output and gradient."""
     from triad.agreement import run_checks
+    from triad.output_paths import OutputPathError, check_output_paths, write_output
 
     console = Console()
+    try:
+        check_output_paths({"--json": json_path})
+    except OutputPathError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=2) from None
     started = time.perf_counter()
     results = run_checks()
     elapsed = time.perf_counter() - started
@@ -63,7 +69,7 @@ def check(
     )
     if json_path is not None:
         payload = {"passed": passed, "components": [r.to_json() for r in results]}
-        json_path.write_text(json.dumps(payload, indent=2))
+        write_output(json_path, lambda path: path.write_text(json.dumps(payload, indent=2)), "--json")
     if not passed:
         raise typer.Exit(code=1)
 
@@ -111,7 +117,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the parameters and the batches.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write config, losses, times, metric here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the loss curve (PNG) here.")] = None,
-    save: Annotated[Path | None, typer.Option(help="Write a safetensors checkpoint here.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write a safetensors checkpoint here (copy and charlm, which "
+                                              "generate: by default ./triad-TASK-IMPL-seedN.safetensors).")] = None,
 ) -> None:
     """Train a task on one implementation and score it (exit 2 on a usage error)."""
     from triad.train import train_command
@@ -122,7 +129,8 @@ def train(
 @app.command()
 def generate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by triad train --save.")],
-    prompt: Annotated[str, typer.Option(help="Text to continue (charlm) or a body of 0s and 1s (copy).")],
+    prompt: Annotated[str, typer.Option(help="Text to continue (charlm), or for copy one of the trained "
+                                             "bodies: 11111111, 00000000, 10101010 or 01010101.")],
     temperature: Annotated[float, typer.Option(help="0 is greedy; > 0 samples with --seed.")] = 0.0,
     max_tokens: Annotated[int | None, typer.Option(help="Most tokens to add; default: until EOS.")] = None,
     impl: Annotated[str, typer.Option(help="reference, scratch or native.")] = "reference",

@@ -13,12 +13,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reference.losses import check_mse_inputs
+from reference.losses import check_loss_inputs, check_mse_inputs
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
                   label_smoothing: float = 0.0) -> torch.Tensor:
-    """logits (..., V), targets (...) -> mean loss over the targets that are not ``ignore_index``."""
+    """logits (..., V), targets (...) -> mean loss over the targets that are not ``ignore_index``.
+
+    The targets are checked first, as in the reference (ids in range, not all ignored): torch would return NaN
+    for no target and, on a GPU, stop at a device assert for an id >= V. Reading them is one device sync."""
+    check_loss_inputs(logits, targets, ignore_index, label_smoothing)
     V = logits.shape[-1]
     return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=ignore_index,
                            label_smoothing=label_smoothing)
@@ -27,6 +31,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
 def paper_label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
                                label_smoothing: float = 0.0) -> torch.Tensor:
     """logits (..., V), targets (...) -> mean loss, 1 - eps on the target and eps / (V - 1) elsewhere."""
+    check_loss_inputs(logits, targets, ignore_index, label_smoothing)
     V = logits.shape[-1]
     if label_smoothing > 0.0 and not (V >= 2 and label_smoothing <= (V - 1) / V):
         raise ValueError(f"label_smoothing: native paper smoothing needs V >= 2 and eps <= (V-1)/V, "
