@@ -255,6 +255,10 @@ probe(A, "additive mask holding +inf", lambda i, _: attention(i, attn_mask=_with
       ValueError, "attn_mask: an additive mask must not hold NaN or +inf")
 probe(A, "NaN in a query row: that row NaN", lambda i, _: attention(i, q=_with(Q, (0, 0, 1, 2), NAN)),
       check=nan_rows([[False, True, False], [False, False, False]]))
+Q32, K32, V32 = (a.astype(np.float32) for a in (Q, K, V))
+probe(A, "NaN in a query row, float32: that row NaN (SDPA's CPU kernel gave 0)",
+      lambda i, _: attention(i, q=_with(Q32, (0, 0, 1, 2), NAN), k=K32, v=V32),
+      check=nan_rows([[False, True, False], [False, False, False]]))
 probe(A, "+inf in a query row: that row NaN", lambda i, _: attention(i, q=_with(Q, (0, 1, 2, 0), INF)),
       check=nan_rows([[False, False, False], [False, False, True]]))
 probe(A, "NaN in a key: every row that sees it NaN", lambda i, _: attention(i, k=_with(K, (0, 0, 3, 1), NAN)),

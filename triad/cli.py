@@ -28,6 +28,41 @@ def _fmt(err: float) -> str:
     return f"{err:.1e}"
 
 
+WIDE_TABLE_COLUMNS = 160  # the check table's width with every gradient on one line; below it, one line per row
+
+
+def _check_table(results: list) -> Table:
+    table = Table(title="triad check: worst relative error against the float64 NumPy reference")
+    for column in ("component", "implementations", "dtype", "output", "gradients", "bound", "pass"):
+        table.add_column(column, justify="right" if column in ("output", "bound") else "left")
+    for r in results:
+        grads = "  ".join(f"{name} {_fmt(err)}" for name, err in r.grad_errs.items()) or "-"
+        table.add_row(r.name, r.implementations, r.dtype, _fmt(r.max_rel_err_out), grads, _fmt(r.bound),
+                      "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
+    return table
+
+
+def _print_check_lines(results: list, console: Console) -> None:
+    """Under 80 columns: the component's full name on a line of its own, then one line per comparison
+    (implementation against the reference, dtype, output error, worst gradient error, bound), and a line
+    per gradient over the bound; every gradient is in --json."""
+    console.print("triad check: worst relative error against the float64 NumPy reference", highlight=False)
+    component = None
+    for r in results:
+        if r.name != component:
+            component = r.name
+            console.print(f"[bold]{component}[/]", highlight=False)
+        worst = max(r.grad_errs.values(), default=None)
+        verdict = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
+        implementation = r.implementations.replace(" vs reference", "")
+        console.print(f"  {verdict}  {implementation:<18}  {r.dtype:<7}  out {_fmt(r.max_rel_err_out)}  "
+                      f"grad {'-      ' if worst is None else _fmt(worst)}  bound {_fmt(r.bound)}",
+                      highlight=False, soft_wrap=True)
+        for name, err in r.grad_errs.items():
+            if err > r.bound:
+                console.print(f"        {name}: {_fmt(err)} over the bound", highlight=False, soft_wrap=True)
+
+
 def _importable_from_here() -> None:
     """Let ``MODULE:FUNCTION`` name a module in the working directory, as ``python -m`` does."""
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -52,14 +87,10 @@ def check(
     results = run_checks()
     elapsed = time.perf_counter() - started
 
-    table = Table(title="triad check: worst relative error against the float64 NumPy reference")
-    for column in ("component", "implementations", "dtype", "output", "gradients", "bound", "pass"):
-        table.add_column(column, justify="right" if column in ("output", "bound") else "left")
-    for r in results:
-        grads = "  ".join(f"{name} {_fmt(err)}" for name, err in r.grad_errs.items()) or "-"
-        table.add_row(r.name, r.implementations, r.dtype, _fmt(r.max_rel_err_out), grads, _fmt(r.bound),
-                      "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
-    console.print(table)
+    if console.is_terminal and console.width >= WIDE_TABLE_COLUMNS:
+        console.print(_check_table(results))
+    else:  # piped, logged or narrow: a table would wrap every cell
+        _print_check_lines(results, console)
     passed = all(r.passed for r in results)
     n_failed = sum(not r.passed for r in results)
     console.print(
