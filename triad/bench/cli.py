@@ -30,8 +30,6 @@ def run_bench(full: bool, kernels: list[str] | None, json_path: Path | None, plo
     except OutputPathError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    if not console.is_terminal:  # piped or logged: rich would wrap every cell at 80 columns
-        console.width = max(console.width, 170)
     grid = preset("full" if full else "quick", tuple(kernels) if kernels else None, cuda=torch.cuda.is_available())
     cases = grid.cases()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

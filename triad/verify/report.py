@@ -124,8 +124,12 @@ class Report:
         if self.message:
             console.print(f"[bold red]{self.summary()}[/]")
             return
-        table = Table(title=f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
-                            "result's magnitude; allowed = 2 x baseline + floor")
+        title = (f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
+                 "result's magnitude; allowed = 2 x baseline + floor")
+        if not (console.is_terminal and console.width >= 120):  # piped or narrow: a table would wrap its cells
+            self._render_lines(console, title)
+            return
+        table = Table(title=title)
         for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
         styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim"}
@@ -138,6 +142,25 @@ class Report:
                 f"[{styles[line.verdict]}]{line.verdict}[/]" + (f" {line.note}" if line.note else ""),
             )
         console.print(table)
+        self._render_footer(console)
+
+    def _render_lines(self, console: Console, title: str) -> None:
+        """One line per check, the check's name in full, columns aligned with spaces (no box, no wrapping)."""
+        console.print(title, highlight=False)
+        width = max((len(name) for name in self.lines), default=5)
+        console.print(f"{'verdict':<7}  {'check':<{width}}  {'worst error':<20}  {'baseline':<8}  {'ratio':<6}  cases",
+                      highlight=False, soft_wrap=True)
+        for line in self.lines.values():
+            w = line.worst
+            worst = "-" if w is None else f"{w.err:.2e} ({w.stat})"
+            numbers = f"{worst:<20}  {'-' if w is None else f'{w.baseline_err:.2e}':<8}  " \
+                      f"{'-' if w is None else f'{w.ratio:.3g}':<6}  {line.examples} ({line.skipped} skipped)"
+            note = f"  {line.note}" if line.note else ""
+            console.print(f"{line.verdict:<7}  {line.name:<{width}}  {numbers}{note}", highlight=False,
+                          soft_wrap=True, markup=False)
+        self._render_footer(console)
+
+    def _render_footer(self, console: Console) -> None:
         if self.declined_reasons:
             console.print("kernel declined some cases: " + "; ".join(self.declined_reasons))
         style = "green" if self.passed else "bold red"
