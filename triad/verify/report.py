@@ -145,19 +145,19 @@ class Report:
         self._render_footer(console)
 
     def _render_lines(self, console: Console, title: str) -> None:
-        """One line per check, the check's name in full, columns aligned with spaces (no box, no wrapping)."""
+        """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
+        name never pushes the columns apart), then how many cases were skipped and any note."""
         console.print(title, highlight=False)
-        width = max((len(name) for name in self.lines), default=5)
-        console.print(f"{'verdict':<7}  {'check':<{width}}  {'worst error':<20}  {'baseline':<8}  {'ratio':<6}  cases",
-                      highlight=False, soft_wrap=True)
+        header = f"{'verdict':<7}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
+        console.print(header, highlight=False)
         for line in self.lines.values():
             w = line.worst
-            worst = "-" if w is None else f"{w.err:.2e} ({w.stat})"
-            numbers = f"{worst:<20}  {'-' if w is None else f'{w.baseline_err:.2e}':<8}  " \
-                      f"{'-' if w is None else f'{w.ratio:.3g}':<6}  {line.examples} ({line.skipped} skipped)"
-            note = f"  {line.note}" if line.note else ""
-            console.print(f"{line.verdict:<7}  {line.name:<{width}}  {numbers}{note}", highlight=False,
-                          soft_wrap=True, markup=False)
+            numbers = ("-", "-", "-") if w is None else (f"{w.err:.1e}", f"{w.baseline_err:.1e}", f"{w.ratio:.3g}")
+            extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
+            extra += f" ({line.skipped} skipped)" if line.skipped else ""
+            extra += f"  {line.note}" if line.note else ""
+            console.print(f"{line.verdict:<7}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
+                          f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
         self._render_footer(console)
 
     def _render_footer(self, console: Console) -> None:
