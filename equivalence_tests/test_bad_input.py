@@ -594,3 +594,30 @@ def test_every_component_is_probed() -> None:
 
 def test_the_probe_list_covers_at_least_105_classes() -> None:
     assert len({(p.component, p.name) for p in PROBES}) >= 105
+
+
+def test_a_read_only_file_system_is_refused_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from triad.output_paths import OutputPathError, check_output_paths
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda path: ReadOnly())
+    with pytest.raises(OutputPathError, match=r"--json: cannot write .* is on a read-only file system"):
+        check_output_paths({"--json": tmp_path / "new" / "r.json"})
+
+
+def test_a_write_that_fails_after_the_check_keeps_the_results(tmp_path: Path) -> None:
+    """The disk fills up or the folder goes away during a long run: the results go to a temporary file."""
+    from triad.output_paths import write_output
+
+    def write(path: Path) -> None:
+        if path.parent == tmp_path:
+            raise OSError(28, "No space left on device")
+        path.write_text("results")
+
+    written = write_output(tmp_path / "r.json", write, "--json")
+    assert written != tmp_path / "r.json" and written.read_text() == "results" and written.suffix == ".json"
+    written.unlink()
