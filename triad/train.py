@@ -53,7 +53,7 @@ from torch_impl.validate import check_device
 from triad.agreement.models import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from triad.checkpoint import load_checkpoint, save_checkpoint
 from triad.decode import TorchKVDecoder
-from triad.output_paths import check_output_paths, write_output
+from triad.output_paths import check_output_paths, output_path_problem, write_output
 from triad.tasks import charlm, classify, copy
 from triad.tasks.common import IGNORE_INDEX
 
@@ -501,6 +501,9 @@ def train_command(task_name: str, impl: str, device: str, steps: int | None, see
     console = Console()
     if save_path is None and task_name in TASK_KINDS:
         save_path = default_save_path(task_name, impl, seed)
+        if save_path is not None and output_path_problem(save_path):  # the default must not stop the run
+            console.print(f"not saving to {save_path}: {output_path_problem(save_path)}; give --save PATH")
+            save_path = None
     try:
         result, saved = run_train(task_name, impl, device, steps, seed, json_path, plot_path, save_path, console)
     except ValueError as exc:
