@@ -369,6 +369,9 @@ probe(PAPER, "every target ignored", lambda i, _: loss(i, "paper", targets=np.fu
       "targets: every target equals ignore_index")
 probe(PAPER, "a target >= V", lambda i, _: loss(i, "paper", targets=_with(TARGETS, (1, 2), 7)), ValueError,
       "targets: expected ids in [0, 5)")
+probe(PAPER, "smoothing above (V-1)/V: the right answer (torch's own eps would exceed 1)",
+      lambda i, _: loss(i, "paper", label_smoothing=0.95),
+      check=equals(paper_label_smoothing_forward(LOGITS, TARGETS, label_smoothing=0.95)[0]))
 probe("mse", "targets of another shape", lambda i, _: loss(i, "mse", X, X[:, :2]), ValueError,
       "targets: expected the shape of predicted")
 probe("mse", "integer targets", lambda i, _: loss(i, "mse", X, X.astype(np.int64)), TypeError,
