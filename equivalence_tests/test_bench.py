@@ -529,3 +529,37 @@ def test_the_benchmark_suite_skips_an_out_of_memory_inside_the_timing_and_keeps_
 def test_the_benchmark_suite_has_a_time_budget() -> None:
     out = _benchmark_suite("--bench-kernel", "scratch", "--bench-budget", "0", "--benchmark-disable")
     assert "24 skipped" in out and "--bench-budget" in out, out[-3000:]
+
+
+# What a person reads: piped or narrow output, empty panels, the verdict ------------------------------------
+
+
+def test_piped_report_is_one_line_per_row_within_80_columns(tiny_report: dict) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from triad.bench.report import print_report
+
+    buffer = StringIO()
+    print_report(tiny_report, Console(file=buffer, width=80))  # a file: not a terminal, as when piped
+    lines = buffer.getvalue().splitlines()
+    row_lines = [line for line in lines if line.startswith("  ") and line.split()[0] in ("ok", "unsupported")]
+    assert len(row_lines) == len(tiny_report["rows"])  # one line each, nothing wrapped onto a second line
+    assert all(len(line) <= 80 for line in row_lines)
+    assert all(kernel in "\n".join(row_lines) for kernel in TINY_KERNELS)  # names in full
+    assert "reference within 2x of scratch everywhere: " in buffer.getvalue().replace("\n", " ")
+
+
+def test_quick_preset_runs_both_dtypes_on_a_small_grid_with_a_generous_budget() -> None:
+    grid = preset("quick")
+    cpu = grid.devices[0]
+    assert set(cpu.dtypes) == {"float32", "float64"} and max(cpu.lengths) <= 256 and cpu.budget_s >= 600
+
+
+def test_a_panel_without_data_says_why() -> None:
+    from triad.bench.report import _why_empty
+
+    report = run_grid(tiny_grid(kernels=("scratch", "reference"), budget_s=0.0))
+    assert _why_empty(report["rows"], "cpu", "float32", 8, "fwd") == \
+        "no data:\nevery kernel: skipped (time budget of 0 s spent)"

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import check_attention_shapes, check_dropout_p
+from reference.validate import check_attention_shapes, check_dropout_p, check_scale
 
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
@@ -91,13 +91,12 @@ def attention_forward(
     """
     _check_inputs(q, k, v, attn_mask)
     check_dropout_p(dropout_p)
+    check_scale(scale)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     E, Lq, Lk = q.shape[-1], q.shape[-2], k.shape[-2]
     if scale is None:
         scale = 1.0 / np.sqrt(E)
-    elif not np.isfinite(scale):
-        raise ValueError(f"scale: expected a finite float, got {scale}")
     scale = q.dtype.type(scale)  # a float64 scalar would silently promote float32 work to float64
 
     # Scale q before the product, not the product after: in fp16 a raw q.k above 65504 is inf.

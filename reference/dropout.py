@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
+from reference.validate import check_real, fmt_shape
 
 
 def check_keep(keep: Any, x_shape: tuple[int, ...], p: float) -> None:
     """keep: a boolean array of x's shape, and only when p > 0 (same message in every implementation)."""
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p: expected a probability in [0, 1), got {p}")
+    check_real("p", p, 0.0, 1.0, open_high=True, what="a probability")
     if keep is None:
         return
     if p == 0.0:

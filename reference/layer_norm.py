@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
+from reference.validate import check_eps, fmt_shape
 
 
 def check_layer_norm_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...] | None,
@@ -34,8 +34,7 @@ def check_layer_norm_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, .
     for name, shape in (("weight", weight_shape), ("bias", bias_shape)):
         if shape is not None and tuple(shape) != (D,):
             raise ValueError(f"{name}: expected (D,) with D={D} like x {fmt_shape(x_shape)}, got {fmt_shape(shape)}")
-    if not float(eps) > 0.0:
-        raise ValueError(f"eps: expected a positive float, got {eps}")
+    check_eps(eps)
 
 
 def layer_norm_forward(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from reference.softmax import log_softmax_forward
-from reference.validate import fmt_shape
+from reference.validate import check_label_smoothing, fmt_shape
 
 
 def check_loss_inputs(logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> None:
@@ -49,8 +49,9 @@ def check_loss_inputs(logits: Any, targets: Any, ignore_index: int, label_smooth
                          f"{fmt_shape(logits.shape[:-1])}, got {fmt_shape(targets.shape)}")
     if "int" not in str(targets.dtype):
         raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"label_smoothing: expected a float in [0, 1], got {label_smoothing}")
+    check_label_smoothing(label_smoothing)
+    if math.prod(targets.shape) == 0:
+        raise ValueError(f"targets: expected at least one target, got shape {fmt_shape(targets.shape)}")
     V = logits.shape[-1]
     valid = targets[targets != ignore_index]
     if valid.shape[0] == 0:

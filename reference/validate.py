@@ -55,7 +55,12 @@ def check_attention_shapes(
             f"k: expected (B, H, Lk, d_head) with leading dims {fmt_shape(lead)} and d_head={E} like q "
             f"{fmt_shape(q_shape)}, got {fmt_shape(k_shape)}"
         )
+    if E < 1:
+        raise ValueError(f"q: expected d_head >= 1 (the default scale is 1/sqrt(d_head)), got {fmt_shape(q_shape)}")
     Lk = k_shape[-2]
+    if Lk < 1:
+        raise ValueError(f"k: expected at least one key (Lk >= 1): with none, softmax has nothing to normalise; "
+                         f"got {fmt_shape(k_shape)}")
     if tuple(v_shape[:-2]) != lead or v_shape[-2] != Lk:
         raise ValueError(
             f"v: expected (B, H, Lk, d_v) with leading dims {fmt_shape(lead)} and Lk={Lk} like k "
@@ -71,8 +76,48 @@ def check_attention_shapes(
 
 
 def check_dropout_p(dropout_p: float) -> None:
-    if not 0.0 <= float(dropout_p) < 1.0:
-        raise ValueError(f"dropout_p: expected a probability in [0, 1), got {dropout_p}")
+    check_real("dropout_p", dropout_p, 0.0, 1.0, open_high=True, what="a probability")
+
+
+def check_real(name: str, value: object, low: float | None = None, high: float | None = None, *,
+               open_low: bool = False, open_high: bool = False, what: str = "a finite number") -> float:
+    """A finite real number (not a bool, not a string) in [low, high] (open ends where asked); returns it as a
+    float. NaN and infinities are refused: a hyper-parameter that is not finite has no meaning here."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    below = low is not None and (number <= low if open_low else number < low)
+    above = high is not None and (number >= high if open_high else number > high)
+    if number != number or number in (float("inf"), float("-inf")) or below or above:
+        raise ValueError(f"{name}: expected {what}{_interval(low, high, open_low, open_high)}, got {value!r}")
+    return number
+
+
+def _interval(low: float | None, high: float | None, open_low: bool, open_high: bool) -> str:
+    """' in [0, 1)', ' > 0', ' <= 2' or ''."""
+    if low is not None and high is not None:
+        return f" in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    if low is not None:
+        return f" {'>' if open_low else '>='} {low:g}"
+    return "" if high is None else f" {'<' if open_high else '<='} {high:g}"
+
+
+def check_scale(scale: object) -> None:
+    """The attention ``scale``: None (1/sqrt(d_head)) or a finite real number, in every implementation."""
+    if scale is not None:
+        check_real("scale", scale)
+
+
+def check_eps(eps: object) -> None:
+    """A layer norm's ``eps``: a finite number > 0 (eps = inf would turn every output into 0)."""
+    check_real("eps", eps, 0.0, open_low=True)
+
+
+def check_label_smoothing(label_smoothing: object) -> None:
+    """Label smoothing: a finite number in [0, 1] (torch's ``F.cross_entropy`` takes -0.1 and NaN as 0)."""
+    check_real("label_smoothing", label_smoothing, 0.0, 1.0)
 
 
 def check_positional_inputs(x_shape: tuple[int, ...], table_shape: tuple[int, ...]) -> None:

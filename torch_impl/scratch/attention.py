@@ -29,7 +29,7 @@ def scaled_dot_product_attention(
     ``dropout_keep`` (boolean, broadcastable to ``(..., Lq, Lk)``) fixes the dropout pattern so
     that this function can be compared with the reference; without it one is drawn from torch's RNG.
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     E, Lq, Lk = q.shape[-1], q.shape[-2], k.shape[-2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -13,22 +12,8 @@ from torch_impl.kernels import KernelNotFoundError, resolve_kernel
 from triad.bench.grid import PRESETS, preset
 from triad.bench.report import print_report, write_json, write_plot
 from triad.bench.runner import run_grid
+from triad.output_paths import OutputPathError, check_output_paths, write_output
 from triad.verify.support import declared_support
-
-
-def _unwritable(path: Path | None) -> str:
-    """Why ``path`` cannot be written ("" when it can); creates its missing parent folders, as the writers do."""
-    if path is None:
-        return ""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if path.is_dir():
-        return "it is a folder"
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return "no write permission"
-    return ""
 
 
 def _preset_name(full: bool | None, preset_name: str | None) -> str:
@@ -59,13 +44,11 @@ def run_bench(full: bool | None, kernels: list[str] | None, json_path: Path | No
     except (KernelNotFoundError, TypeError) as exc:  # no such kernel, or a malformed triad_support
         console.print(f"[red]{exc}[/]")
         return 2
-    for flag, path in (("--json", json_path), ("--plot", plot_path)):
-        problem = _unwritable(path)
-        if problem:  # found now, not after the whole run (on a GPU, minutes of it)
-            console.print(f"[red]{flag}: cannot write {path}: {problem}[/]")
-            return 2
-    if not console.is_terminal:  # piped or logged: rich would wrap every cell at 80 columns
-        console.width = max(console.width, 170)
+    try:  # found now, not after the whole run (on a GPU, minutes of it)
+        check_output_paths({"--json": json_path, "--plot": plot_path})
+    except OutputPathError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
     cases = grid.cases()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -77,9 +60,9 @@ def run_bench(full: bool | None, kernels: list[str] | None, json_path: Path | No
         console.print(f"[bold yellow]{skipped} of {len(report['rows'])} cases were skipped: the time budget ran out "
                       "(a loaded machine?); their rows say so in the JSON. Rerun on an idle machine.[/]")
     if json_path is not None:
-        write_json(report, json_path)
-        console.print(f"JSON written to {json_path}")
+        written = write_output(json_path, lambda path: write_json(report, path), "--json")
+        console.print(f"JSON written to {written}")
     if plot_path is not None:
-        write_plot(report, plot_path)
-        console.print(f"plot written to {plot_path}")
+        written = write_output(plot_path, lambda path: write_plot(report, path), "--plot")
+        console.print(f"plot written to {written}")
     return 0

@@ -15,7 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from triad.bench.lines import print_rows_as_lines
+
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
+WIDE_TABLE_COLUMNS = 170  # the table's width; narrower, or piped, the rows are printed as lines (lines.py)
 
 
 def load_schema() -> dict[str, Any]:
@@ -83,7 +86,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{r['speedup_over_cpu']:.1f}x" if r["speedup_over_cpu"] is not None else "-",
             status,
         )
-    console.print(table)
+    if console.is_terminal and console.width >= WIDE_TABLE_COLUMNS:
+        console.print(table)
+    else:  # piped, logged or narrow: a table would wrap every cell
+        console.print(table.title, highlight=False)
+        print_rows_as_lines(report["rows"], console)
+        console.print(table.caption, highlight=False)
     reasons = dict.fromkeys((r["kernel"], r["status"], r["message"]) for r in report["rows"] if r["status"] != "ok")
     for kernel, status, message in reasons:
         console.print(f"{kernel}: {status}: {message}")
@@ -106,7 +114,21 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"NumPy reference over scratch (CPU, same shapes and dtype): median ratio "
                       f"{sorted(x['ratio'] for x in ratios)[len(ratios) // 2]:.2f}, worst {worst['ratio']:.2f} "
                       f"({worst['dtype']} L={worst['L']} {worst['mode']}{' causal' if worst['causal'] else ''}); "
-                      f"target: within 2x")
+                      f"reference within 2x of scratch everywhere: {'met' if worst['ratio'] <= 2 else 'NOT met'}")
+
+
+def _why_empty(rows: list[dict[str, Any]], device: str, dtype: str, d_head: int, mode: str, group: int = 1) -> str:
+    """'no data: every kernel skipped (time budget of 40 s spent)' for a panel none of whose rows was measured."""
+    panel = [r for r in rows if (r["device"], r["dtype"], r["d_head"], r["mode"], _group(r))
+             == (device, dtype, d_head, mode, group)]
+    kernels = list(dict.fromkeys(r["kernel"] for r in panel))
+    by_reason: dict[str, list[str]] = {}
+    for r in panel:
+        names = by_reason.setdefault(f"{r['status']} ({r['message'][:60]})", [])
+        names += [r["kernel"]] if r["kernel"] not in names else []
+    lines = [f"{'every kernel' if names == kernels else ', '.join(names)}: {reason}"
+             for reason, names in by_reason.items()]
+    return "no data:\n" + "\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else "")
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -158,6 +180,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
                 if peaks.get((device, dtype, tf32)):
                     ax.axhline(peaks[(device, dtype, tf32)], color="grey", linestyle=":" if not tf32 else "-.",
                                label=label)
+            if not panel:  # say why, rather than an empty frame
+                ax.text(0.5, 0.5, _why_empty(report["rows"], device, dtype, d_head, mode, group), ha="center", va="center",
+                        wrap=True, fontsize="small", transform=ax.transAxes)
             ax.set_xscale("log", base=2)
             ax.set_title(f"{device} {dtype} d={d_head}{f' GQA {group}:1' if group > 1 else ''} {mode}")
             ax.set_xlabel("sequence length L (B x L fixed)")

@@ -132,8 +132,12 @@ class Report:
         if self.message:
             console.print(f"[bold red]{self.summary()}[/]")
             return
-        table = Table(title=f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
-                            "result's magnitude; allowed = 2 x baseline + floor")
+        title = (f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
+                 "result's magnitude; allowed = 2 x baseline + floor")
+        if not (console.is_terminal and console.width >= 120):  # piped or narrow: a table would wrap its cells
+            self._render_lines(console, title)
+            return
+        table = Table(title=title)
         for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
         styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim", "not reached": "dim"}
@@ -146,6 +150,25 @@ class Report:
                 f"[{styles[line.verdict]}]{line.verdict}[/]" + (f" {line.note}" if line.note else ""),
             )
         console.print(table)
+        self._render_footer(console)
+
+    def _render_lines(self, console: Console, title: str) -> None:
+        """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
+        name never pushes the columns apart), then how many cases were skipped and any note."""
+        console.print(title, highlight=False)
+        header = f"{'verdict':<7}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
+        console.print(header, highlight=False)
+        for line in self.lines.values():
+            w = line.worst
+            numbers = ("-", "-", "-") if w is None else (f"{w.err:.1e}", f"{w.baseline_err:.1e}", f"{w.ratio:.3g}")
+            extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
+            extra += f" ({line.skipped} skipped)" if line.skipped else ""
+            extra += f"  {line.note}" if line.note else ""
+            console.print(f"{line.verdict:<7}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
+                          f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
+        self._render_footer(console)
+
+    def _render_footer(self, console: Console) -> None:
         if self.declined_reasons:
             console.print("kernel declined some cases: " + "; ".join(self.declined_reasons))
         style = "green" if self.passed else "bold red"
