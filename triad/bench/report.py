@@ -181,8 +181,8 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
                     ax.axhline(peaks[(device, dtype, tf32)], color="grey", linestyle=":" if not tf32 else "-.",
                                label=label)
             if not panel:  # say why, rather than an empty frame
-                ax.text(0.5, 0.5, _why_empty(report["rows"], device, dtype, d_head, mode, group), ha="center", va="center",
-                        wrap=True, fontsize="small", transform=ax.transAxes)
+                ax.text(0.5, 0.5, _why_empty(report["rows"], device, dtype, d_head, mode, group), ha="center",
+                        va="center", wrap=True, fontsize="small", transform=ax.transAxes)
             ax.set_xscale("log", base=2)
             ax.set_title(f"{device} {dtype} d={d_head}{f' GQA {group}:1' if group > 1 else ''} {mode}")
             ax.set_xlabel("sequence length L (B x L fixed)")
