@@ -18,19 +18,9 @@ divided by (or the log taken of) 1. NaN in a row gives NaN in that row.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from reference.validate import fmt_shape
-
-
-def check_softmax_input(x: Any) -> None:
-    """x (..., N) with N >= 1: the same message in every implementation (an empty row has no softmax)."""
-    if len(x.shape) < 1 or x.shape[-1] < 1:
-        raise ValueError(f"x: expected (..., N) with N >= 1 classes, got {fmt_shape(x.shape)}")
-    if "float" not in str(x.dtype):
-        raise TypeError(f"x: expected a floating dtype, got {x.dtype}")
+from reference.validate import check_softmax_input
 
 
 def _row_shift(x: np.ndarray) -> np.ndarray:

@@ -1,8 +1,13 @@
-"""Argument checks shared by every implementation.
+"""Argument validation shared by every implementation: the one place a caller's inputs are checked.
 
-The checks here look only at shapes and dtype *names*, so the NumPy reference and
-the torch wrappers raise the same error, word for word, for the same bad input.
-Each message names the argument, what was expected and what was received.
+The checks here look only at shapes, dtype *names* and plain values (token ids through NumPy), so the
+NumPy reference and the torch implementations raise the same error, word for word, for the same bad
+input. Each message names the argument, what was expected and what was received.
+
+The rule: every check of what a caller passed (shapes, dtypes, ranges, token ids, parameter dictionaries)
+lives here, and a component module holds only its maths. The one exception is a check that reads a
+component's own table (``reference.activations.check_activation`` looks names up in ``ACTIVATIONS``).
+Checks that only tensors need (devices, torch dtypes) are ``torch_impl/validate.py``'s.
 """
 
 from __future__ import annotations
@@ -249,3 +254,69 @@ def check_embedding_inputs(tokens: Any, weight_shape: tuple[int, ...]) -> None:
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= V:
         raise ValueError(f"tokens: expected ids in [0, {V}) for a vocabulary of V={V}, got ids from {low} to {high}")
+
+
+def check_loss_inputs(logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> None:
+    """logits (..., V), targets (...) integers in [0, V) or ignore_index, smoothing in [0, 1]: the same message
+    in every implementation."""
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"targets: expected the shape of logits without its last axis "
+                         f"{fmt_shape(logits.shape[:-1])}, got {fmt_shape(targets.shape)}")
+    if "int" not in str(targets.dtype):
+        raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
+    check_label_smoothing(label_smoothing)
+    if math.prod(targets.shape) == 0:
+        raise ValueError(f"targets: expected at least one target, got shape {fmt_shape(targets.shape)}")
+    V = logits.shape[-1]
+    valid = targets[targets != ignore_index]
+    if valid.shape[0] == 0:
+        raise ValueError(f"targets: every target equals ignore_index={ignore_index}; the mean loss is undefined")
+    low, high = int(valid.min()), int(valid.max())
+    if low < 0 or high >= V:
+        raise ValueError(f"targets: expected ids in [0, {V}) or ignore_index={ignore_index}, "
+                         f"got ids from {low} to {high}")
+
+
+def check_mse_inputs(predicted: Any, targets: Any) -> None:
+    """predicted and targets of one shape, targets floating, at least one element: the same message in every
+    implementation (torch's ``mse_loss`` would broadcast mismatched shapes with only a warning)."""
+    if tuple(targets.shape) != tuple(predicted.shape):
+        raise ValueError(f"targets: expected the shape of predicted {fmt_shape(predicted.shape)}, "
+                         f"got {fmt_shape(targets.shape)}")
+    if "float" not in str(targets.dtype):
+        raise TypeError(f"targets: expected a floating dtype, got {targets.dtype}")
+    if math.prod(predicted.shape) == 0:
+        raise ValueError(f"predicted: expected at least one element, got shape {fmt_shape(predicted.shape)}")
+
+
+def check_layer_norm_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...] | None,
+                            bias_shape: tuple[int, ...] | None, eps: float) -> None:
+    """x (..., D), weight (D,), bias (D,): the same message in every implementation."""
+    if len(x_shape) < 1:
+        raise ValueError(f"x: expected (..., D) (at least 1 dim), got {fmt_shape(x_shape)}")
+    D = x_shape[-1]
+    for name, shape in (("weight", weight_shape), ("bias", bias_shape)):
+        if shape is not None and tuple(shape) != (D,):
+            raise ValueError(f"{name}: expected (D,) with D={D} like x {fmt_shape(x_shape)}, got {fmt_shape(shape)}")
+    check_eps(eps)
+
+
+def check_keep(keep: Any, x_shape: tuple[int, ...], p: float) -> None:
+    """keep: a boolean array of x's shape, and only when p > 0 (same message in every implementation)."""
+    check_real("p", p, 0.0, 1.0, open_high=True, what="a probability")
+    if keep is None:
+        return
+    if p == 0.0:
+        raise ValueError("keep: given, but p is 0 (dropout is then the identity)")
+    if str(keep.dtype) not in ("bool", "torch.bool"):
+        raise TypeError(f"keep: expected a boolean keep-mask, got dtype {keep.dtype}")
+    if tuple(keep.shape) != tuple(x_shape):
+        raise ValueError(f"keep: expected the shape of x {fmt_shape(x_shape)}, got {fmt_shape(keep.shape)}")
+
+
+def check_softmax_input(x: Any) -> None:
+    """x (..., N) with N >= 1: the same message in every implementation (an empty row has no softmax)."""
+    if len(x.shape) < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x: expected (..., N) with N >= 1 classes, got {fmt_shape(x.shape)}")
+    if "float" not in str(x.dtype):
+        raise TypeError(f"x: expected a floating dtype, got {x.dtype}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from reference.dropout import check_keep
+from reference.validate import check_keep
 
 
 class Dropout(nn.Dropout):

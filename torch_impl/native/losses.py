@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reference.losses import check_loss_inputs, check_mse_inputs
+from reference.validate import check_loss_inputs, check_mse_inputs
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from reference.softmax import check_softmax_input
+from reference.validate import check_softmax_input
 
 
 def _empty_rows(x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.layer_norm import check_layer_norm_shapes
-from reference.validate import check_eps
+from reference.validate import check_eps, check_layer_norm_shapes
 
 
 class LayerNorm(nn.Module):

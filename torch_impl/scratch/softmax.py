@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reference.softmax import check_softmax_input
+from reference.validate import check_softmax_input
 
 
 def _row_shift(x: torch.Tensor) -> torch.Tensor:
