@@ -280,3 +280,27 @@ def test_triad_verify_passes_triton_on_cuda(dtype: str) -> None:
 
     report = verify_attention("triton", device="cuda", dtype=dtype, max_examples=50, seed=0)
     assert report.verdict == "verified", report.message or report.failure
+
+
+def _bench_rows(L: int, device: str = DEVICE) -> list:
+    from triad.bench.grid import Case, DeviceGrid, Grid, Shape
+    from triad.bench.runner import run_case
+
+    grid = Grid("quick", ("triton",), (DeviceGrid(device, ("float32",), (16,), (L,), tokens=L, width=16,
+                                                  matmul_sizes=(16,), budget_s=60.0),), rounds=25, warmup=1)
+    return run_case(resolve_kernel("triton"), Case("triton", device, "float32", Shape(1, 1, L, 16), False), grid, 0)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="the CPU's declined rows")
+def test_triad_bench_reports_triton_on_cpu_as_unsupported_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _bench_rows(128)  # under the interpreter: longer than the declared 65
+    assert {r.status for r in rows} == {"unsupported"} and "declares lengths up to 65" in rows[0].message
+    monkeypatch.setattr(attention, "INTERPRETED", False)
+    rows = _bench_rows(16)
+    assert {r.status for r in rows} == {"unsupported"} and "TRITON_INTERPRET=1" in rows[0].message
+
+
+@pytest.mark.gpu
+def test_triad_bench_times_triton_on_cuda() -> None:
+    rows = _bench_rows(1024, "cuda")
+    assert {r.status for r in rows} == {"ok"}, [r.message for r in rows]

@@ -30,9 +30,6 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
 NOT_INTERPRETED = ("triton: CPU tensors run only under Triton's interpreter, which is off: set TRITON_INTERPRET=1 "
                    "in the environment before the process starts (it must be set before the kernels are imported)")
-_TUNED = {name: configs.autotuned(kernel, name) for name, kernel in
-          (("forward", attention_forward_kernel), ("dkdv", attention_backward_dkdv_kernel),
-           ("dq", attention_backward_dq_kernel))} if configs.AUTOTUNE and not INTERPRETED else {}
 _KERNELS = {"forward": attention_forward_kernel, "dkdv": attention_backward_dkdv_kernel,
             "dq": attention_backward_dq_kernel}
 
@@ -77,8 +74,8 @@ def _constexprs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: dict[st
 
 def _launch(program: str, grid: Any, args: tuple[Any, ...], meta: dict[str, Any], dtype: torch.dtype) -> None:
     """Run one program with the interpreter's config, the autotuner, or the committed table's entry."""
-    if program in _TUNED:
-        _TUNED[program][grid](*args, **meta)
+    if configs.AUTOTUNE and not INTERPRETED:
+        configs.autotuned(_KERNELS[program], program)[grid](*args, **meta)
         return
     block_m, block_n, warps, stages = configs.INTERPRETER_CONFIG if INTERPRETED else \
         configs.committed_config(program, dtype, max(meta["PAD_QK"], meta["PAD_V"]))

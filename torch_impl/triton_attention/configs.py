@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import triton
 CONFIG_PATH = Path(__file__).with_name("configs.json")
 PROGRAMS = ("forward", "dkdv", "dq")
 INTERPRETER_CONFIG = (32, 32, 1, 1)
-# Set TRIAD_TRITON_AUTOTUNE=1 to time the search space below instead of reading the table.
+# TRIAD_TRITON_AUTOTUNE=1 (or setting this to True) times the search space below instead of reading the table.
 AUTOTUNE = os.environ.get("TRIAD_TRITON_AUTOTUNE", "0") == "1"
 DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
 
@@ -64,6 +65,26 @@ def search_space(program: str) -> list[triton.Config]:
             for (m, n), w, s in itertools.product(tiles, (4, 8), (2, 3, 4))]
 
 
+_AUTOTUNED: dict[str, Any] = {}
+
+
 def autotuned(kernel: Any, program: str) -> Any:
-    """``kernel`` wrapped in ``triton.autotune``, keyed by head dims (dtype is part of Triton's key)."""
-    return triton.autotune(configs=search_space(program), key=["PAD_QK", "PAD_V", "HAS_SOFTCAP"])(kernel)
+    """``kernel`` wrapped in ``triton.autotune`` (once per program), keyed by the padded head dims and softcap;
+    Triton adds the tensors' dtypes to the key itself. The outputs are written, never accumulated, so
+    the autotuner's repeated runs need no reset."""
+    if program not in _AUTOTUNED:
+        _AUTOTUNED[program] = triton.autotune(configs=search_space(program),
+                                              key=["PAD_QK", "PAD_V", "HAS_SOFTCAP"])(kernel)
+    return _AUTOTUNED[program]
+
+
+def tuned_config(program: str) -> tuple[int, int, int, int]:
+    """What the autotuner chose for ``program`` at its last tuning (after a run with AUTOTUNE on)."""
+    best = _AUTOTUNED[program].best_config
+    return best.kwargs["BLOCK_M"], best.kwargs["BLOCK_N"], best.num_warps, best.num_stages
+
+
+def format_table(table: dict[str, Any]) -> str:
+    """The table as JSON with one line per configuration (what configs.json holds)."""
+    text = json.dumps(table, indent=1)
+    return re.sub(r"\[\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\s*\]", r"[\1, \2, \3, \4]", text) + "\n"
