@@ -2,7 +2,7 @@
 
 ``triton_sdpa`` has ``F.scaled_dot_product_attention``'s interface, q ``(B, H, Lq, d)``, top-left
 ``is_causal``; ``triton_flash_attention`` has FlashAttention's, q ``(B, Lq, H, d)``, bottom-right
-``causal``, ``window_size``, ``softcap``, ``return_lse``. Both reach one ``_TritonAttention``
+``causal``, ``window_size``, ``softcap``, ``return_lse``. Both reach one ``TritonAttention``
 Function, which works on ``(B, H, L, d)`` views with any strides (the FlashAttention layout is such
 a view, so nothing is copied unless the last dim is strided).
 """
@@ -10,7 +10,7 @@ a view, so nothing is copied unless the last dim is strided).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import triton
@@ -30,6 +30,20 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
 NOT_INTERPRETED = ("triton: CPU tensors run only under Triton's interpreter, which is off: set TRITON_INTERPRET=1 "
                    "in the environment before the process starts (it must be set before the kernels are imported)")
+
+
+class ScoreSpec(TypedDict):
+    """What turns Q Kᵀ into the scores: S = scale · Q Kᵀ, softcapped when softcap > 0, key j visible to
+    query i iff i + diag − left <= j <= i + diag + right (left/right −1: unbounded). SDPA's top-left
+    ``is_causal`` is diag = 0, right = 0; FlashAttention's bottom-right ``causal`` is diag = Lk − Lq, right = 0."""
+
+    scale: float
+    softcap: float
+    diag: int
+    left: int
+    right: int
+
+
 _KERNELS = {"forward": attention_forward_kernel, "dkdv": attention_backward_dkdv_kernel,
             "dq": attention_backward_dq_kernel}
 
@@ -63,12 +77,12 @@ def _new_like(x: torch.Tensor, last: int) -> torch.Tensor:
     return x.new_empty(B, H, L, last)
 
 
-def _constexprs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: dict[str, Any]) -> dict[str, Any]:
+def _constexprs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: ScoreSpec) -> dict[str, Any]:
     """The compile-time arguments every program shares."""
     upcast = INTERPRETED and q.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong (Triton 3.9)
     return {"HEAD_DIM_QK": q.shape[-1], "HEAD_DIM_V": v.shape[-1], "PAD_QK": _pad(q.shape[-1]),
-            "PAD_V": _pad(v.shape[-1]), "HAS_LEFT": mask["left"] >= 0, "HAS_RIGHT": mask["right"] >= 0,
-            "HAS_SOFTCAP": mask["softcap"] > 0, "UPCAST_DOT": upcast,
+            "PAD_V": _pad(v.shape[-1]), "HAS_LEFT": spec["left"] >= 0, "HAS_RIGHT": spec["right"] >= 0,
+            "HAS_SOFTCAP": spec["softcap"] > 0, "UPCAST_DOT": upcast,
             "DOT_PRECISION": "ieee" if q.dtype == torch.float32 else "tf32"}
 
 
@@ -83,8 +97,8 @@ def _launch(program: str, grid: Any, args: tuple[Any, ...], meta: dict[str, Any]
         *args, **meta, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages)
 
 
-def _mask_args(mask: dict[str, Any]) -> tuple[Any, ...]:
-    return mask["scale"], mask["softcap"], mask["diag"], mask["left"], mask["right"]
+def _spec_args(spec: ScoreSpec) -> tuple[Any, ...]:
+    return spec["scale"], spec["softcap"], spec["diag"], spec["left"], spec["right"]
 
 
 def _strides(*tensors: torch.Tensor) -> tuple[int, ...]:
@@ -93,7 +107,7 @@ def _strides(*tensors: torch.Tensor) -> tuple[int, ...]:
 
 
 def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      mask: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+                      spec: ScoreSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, H, Lq, d), k (B, Hkv, Lk, d), v (B, Hkv, Lk, d_v) -> out (B, H, Lq, d_v), lse (B, H, Lq) float32."""
     B, H, Lq, _ = q.shape
     Lk = k.shape[2]
@@ -101,28 +115,28 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     lse = torch.empty(B, H, Lq, device=q.device, dtype=torch.float32)  # (B, H, Lq)
     if Lq == 0 or Lk == 0 or B * H == 0:
         return out.zero_(), lse.fill_(float("-inf"))
-    args = (q, k, v, out, lse, *_strides(q, k, v, out), H, H // k.shape[1], Lq, Lk, *_mask_args(mask))
+    args = (q, k, v, out, lse, *_strides(q, k, v, out), H, H // k.shape[1], Lq, Lk, *_spec_args(spec))
     _launch("forward", lambda meta: (triton.cdiv(Lq, meta["BLOCK_M"]), B * H), args,
-            _constexprs(q, k, v, mask), q.dtype)
+            _constexprs(q, k, v, spec), q.dtype)
     return out, lse
 
 
 def attention_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                       lse: torch.Tensor, mask: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+                       lse: torch.Tensor, spec: ScoreSpec) -> tuple[torch.Tensor, ...]:
     """dout (B, H, Lq, d_v) -> dq (B, H, Lq, d), dk (B, Hkv, Lk, d), dv (B, Hkv, Lk, d_v)."""
     B, H, Lq, _ = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
     dq, dk, dv = _new_like(q, q.shape[-1]), _new_like(k, k.shape[-1]), _new_like(v, v.shape[-1])
     if Lq == 0 or Lk == 0 or B * H == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    meta = _constexprs(q, k, v, mask)
+    meta = _constexprs(q, k, v, spec)
     delta = torch.empty(B, H, Lq, device=q.device, dtype=torch.float32)  # (B, H, Lq) D = rowsum(dO ∘ O)
     block = configs.INTERPRETER_CONFIG[0] if INTERPRETED else 64
     attention_backward_preprocess_kernel[(triton.cdiv(Lq, block), B * H)](
         out, dout, delta, *_strides(out, dout), H, Lq, HEAD_DIM_V=meta["HEAD_DIM_V"], PAD_V=meta["PAD_V"],
         BLOCK_M=block)
     inputs, input_strides = (q, k, v, dout, lse, delta), _strides(q, k, v, dout)
-    sizes = (H, H // Hkv, Lq, Lk, *_mask_args(mask))
+    sizes = (H, H // Hkv, Lq, Lk, *_spec_args(spec))
     _launch("dkdv", lambda m: (triton.cdiv(Lk, m["BLOCK_N"]), B * Hkv),
             (*inputs, dk, dv, *input_strides, *_strides(dk, dv), *sizes), meta, q.dtype)
     _launch("dq", lambda m: (triton.cdiv(Lq, m["BLOCK_M"]), B * H),
@@ -131,22 +145,22 @@ def attention_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: 
 
 
 class TritonAttention(torch.autograd.Function):
-    """(q, k, v, mask) -> (out, lse); lse is not differentiable (as in FlashAttention)."""
+    """(q, k, v, spec) -> (out, lse); lse is not differentiable (as in FlashAttention)."""
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,  # type: ignore[override]
-                mask: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+                spec: ScoreSpec) -> tuple[torch.Tensor, torch.Tensor]:
         q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
-        out, lse = attention_forward(q, k, v, mask)
+        out, lse = attention_forward(q, k, v, spec)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.mask = mask
+        ctx.spec = spec
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor, _dlse: torch.Tensor | None):  # type: ignore[override]
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = attention_backward(_last_dim_contiguous(dout), q, k, v, out, lse, ctx.mask)
+        dq, dk, dv = attention_backward(_last_dim_contiguous(dout), q, k, v, out, lse, ctx.spec)
         return dq, dk, dv, None
 
 
@@ -187,9 +201,9 @@ def triton_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: to
     if k.shape[1] != q.shape[1] and not enable_gqa:
         raise ValueError(f"k, v: expected {q.shape[1]} heads like q (or enable_gqa=True), got {k.shape[1]}")
     check_runnable(q, (q.shape[-1], v.shape[-1]))
-    mask = {"scale": 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale), "softcap": 0.0, "diag": 0,
-            "left": -1, "right": 0 if is_causal else -1}
-    out, _ = TritonAttention.apply(q, k, v, mask)
+    spec: ScoreSpec = {"scale": 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale), "softcap": 0.0,
+                       "diag": 0, "left": -1, "right": 0 if is_causal else -1}
+    out, _ = TritonAttention.apply(q, k, v, spec)
     return out
 
 
@@ -213,8 +227,9 @@ def triton_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, so
     _check_flash_options(window_size, softcap)
     check_runnable(q, (q.shape[-1], v.shape[-1]))
     left, right = window_size
-    mask = {"scale": 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale),
-            "softcap": float(softcap), "diag": k.shape[1] - q.shape[1], "left": left, "right": 0 if causal else right}
-    out, lse = TritonAttention.apply(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+    spec: ScoreSpec = {"scale": 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale),
+                       "softcap": float(softcap), "diag": k.shape[1] - q.shape[1], "left": left,
+                       "right": 0 if causal else right}
+    out, lse = TritonAttention.apply(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), spec)
     out = out.transpose(1, 2)  # (B, Lq, H, d_v)
     return (out, lse) if return_lse else out
