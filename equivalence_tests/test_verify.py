@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
 from typer.testing import CliRunner
 
 import triad
@@ -22,7 +23,7 @@ from triad.tolerance import EPS_BY_DTYPE
 from triad.verify import KernelSupport, assert_attention_matches_reference, verify_attention
 from triad.verify import api as verify_api
 from triad.verify.api import check_one_case
-from triad.verify.cases import FAMILIES, MASK_KINDS, VerifyCase
+from triad.verify.cases import FAMILIES, MASK_KINDS, VerifyCase, verify_cases
 from triad.verify.judge import MUTATION_LINE, RAISES_LINE, SHAPE_LINE, rowwise_rule_check
 from triad.verify.metamorphic import RELATION_LINES
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED
@@ -403,3 +404,13 @@ def test_sdpa_backends_on_cuda_are_verified(backend: str, dtype: str) -> None:
     assert report.verdict in (VERIFIED, UNSUPPORTED), report.summary()
     if dtype != "float32" and backend != "sdpa-cudnn":
         assert report.verdict == VERIFIED, report.summary()
+
+
+@given(case=verify_cases(KernelSupport(max_length=33), "float32"))
+def test_a_declared_max_length_bounds_the_lengths_drawn(case: VerifyCase) -> None:
+    assert max(case.Lq, case.Lk) <= 33
+
+
+def test_a_max_length_shorter_than_a_tail_tile_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_length: expected None or at least 17"):
+        KernelSupport(max_length=16)

@@ -288,6 +288,8 @@ def _undeclared(support: KernelSupport, case: Case) -> str:
         return f"declares head dims {support.min_head_dim}-{support.max_head_dim}"
     if case.causal and "is_causal" not in support.masks:
         return f"declares masks {support.masks}, not is_causal"
+    if support.max_length is not None and support.max_length < case.shape.L:
+        return f"declares lengths up to {support.max_length}"
     return ""
 
 

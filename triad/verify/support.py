@@ -16,8 +16,11 @@ Both are counted as skipped, not failed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import torch
 
 from torch_impl.kernels import BUILTIN_KERNELS
 
@@ -41,6 +44,7 @@ class KernelSupport:
     non_contiguous: bool = True  # strided inputs such as the transposed views a head split produces
     backward: bool = True  # gradients through autograd
     dropout: bool = True  # dropout_p > 0 (checked statistically: see triad.verify.dropout)
+    max_length: int | None = None  # longest Lq, Lk drawn (None: any); for a kernel that is slow where it runs
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
@@ -52,15 +56,27 @@ class KernelSupport:
             raise ValueError(
                 f"min_head_dim, max_head_dim: expected 1 <= min <= max, got {self.min_head_dim}, {self.max_head_dim}"
             )
+        if self.max_length is not None and self.max_length < 17:
+            raise ValueError(f"max_length: expected None or at least 17 (a tail tile), got {self.max_length}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+# Without a GPU, Triton's interpreter runs every tile of our kernel in Python: lengths up to 65 keep
+# `triad verify triton` within minutes (65 = two 32-row tiles and a tail of one). Without CUDA and without
+# the interpreter the kernel declines every case itself, saying why.
+INTERPRETER_ONLY = not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1"
+TRITON_INTERPRETER_MAX_LENGTH = 65 if INTERPRETER_ONLY else None
+
 # The NumPy reference runs on the CPU in float32/float64 only; everything else runs whatever SDPA runs
 # (a pinned backend declines the rest at run time).
 BUILTIN_SUPPORT: dict[str, KernelSupport] = {
     "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",)),
+    # Our Triton kernel: no attn_mask, no dropout, no float64; on the CPU it runs under the interpreter
+    # only (and declines otherwise), at lengths up to 65 there (the interpreter runs every tile in Python).
+    "triton": KernelSupport(dtypes=("float32", "float16", "bfloat16"), masks=("is_causal",), dropout=False,
+                            max_length=TRITON_INTERPRETER_MAX_LENGTH),
 }
 
 
