@@ -387,6 +387,10 @@ def test_cli_exit_codes_json_and_repro(tmp_path: Path, monkeypatch: pytest.Monke
                               str(tmp_path / "repro.py")])
     assert bad.exit_code == 1, bad.output
     assert "CASE = VerifyCase(" in (tmp_path / "repro.py").read_text()
+    unasked = runner.invoke(app, ["verify", "equivalence_tests.planted_kernels:wrong_scale", "--max-examples", "5"])
+    printed = Path(unasked.output.rsplit("reproduce it with: python ", 1)[1].split()[0])
+    assert unasked.exit_code == 1 and printed.is_file() and printed.parent.name.startswith("triad-verify-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "repro.py"]  # nothing else in the cwd
     assert runner.invoke(app, ["verify", "no_such_module_xyz:f"]).exit_code == 2
     assert runner.invoke(app, ["verify", "native", "--dtype", "int8"]).exit_code == 2
     if not torch.cuda.is_available():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -29,7 +30,8 @@ def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: in
     if json_path is not None:
         write_output(json_path, report.write_json, "--json")
     if report.repro_script:
-        default_repro = Path(f"triad_verify_repro_seed{seed}.py")
-        path = write_output(repro if repro is not None else default_repro, report.write_repro, "--repro")
-        console.print(f"reproduce it with: python {path}")
+        # without --repro, a fresh temporary folder: nothing lands in the working directory unasked
+        path = repro or Path(tempfile.mkdtemp(prefix="triad-verify-")) / f"repro_seed{seed}.py"
+        path = write_output(path, report.write_repro, "--repro")
+        console.print(f"reproduce it with: python {path}", soft_wrap=True, highlight=False)
     return EXIT_CODES[report.verdict]
