@@ -18,7 +18,7 @@ OPTIONAL = ("jsonschema", "mkdocs", "griffe")
 # One test per optional package, each of which needs it (they must skip, not error).
 NEEDS_OPTIONAL = ("test_bench.py::test_schema_is_a_valid_json_schema",
                   "test_docs.py::test_rst_maths_becomes_arithmatex_maths",
-                  "test_docs.py::test_mkdocs_build_strict_succeeds")
+                  "test_docs_browser.py::test_mkdocs_build_strict_succeeds")
 
 
 def _pytest_without_optional(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

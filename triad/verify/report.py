@@ -156,7 +156,7 @@ class Report:
         """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
         name never pushes the columns apart), then how many cases were skipped and any note."""
         console.print(title, highlight=False)
-        header = f"{'verdict':<7}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
+        header = f"{'verdict':<11}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
         console.print(header, highlight=False)
         for line in self.lines.values():
             w = line.worst
@@ -164,7 +164,7 @@ class Report:
             extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
             extra += f" ({line.skipped} skipped)" if line.skipped else ""
             extra += f"  {line.note}" if line.note else ""
-            console.print(f"{line.verdict:<7}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
+            console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
                           f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
         self._render_footer(console)
 
