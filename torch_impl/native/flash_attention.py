@@ -27,6 +27,7 @@ from torch_impl.native.flex_attention import (
     ScoreLayout,
     band_mask_mod,
     dense_layout,
+    empty_result,
     flex_flash_attention,
     flex_flash_attention_varlen,
     run_flex,
@@ -53,6 +54,8 @@ def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Sco
                   scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, H, Lq, d), k/v (B, Hkv, Lk, d|dv) -> (out (B, H, Lq, dv) from SDPA, lse (B, H, Lq) from Flex)."""
     B, H, Lq, Lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    if (empty := empty_result(q, v)) is not None:
+        return empty
     gqa = k.shape[1] != H
     if gqa and not SDPA_HAS_GQA:
         raise NotImplementedError(f"GQA: F.scaled_dot_product_attention has enable_gqa from torch 2.5, "

@@ -140,11 +140,24 @@ def require_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             "grad: pass detached tensors for a forward-only run, or run on CUDA")
 
 
+def empty_result(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """No query or no key at all (SDPA and FlexAttention refuse a zero-length axis): every row is empty, so
+    out 0 (B, H, Lq, dv) and lse -inf (B, H, Lq); None otherwise. The zero is the sum of the empty tensor
+    (exactly 0, and on the autograd graph, so a backward runs and gives the other inputs no gradient)."""
+    if q.shape[-2] and v.shape[-2]:
+        return None
+    B, H, Lq = q.shape[:3]
+    zero = (q if q.shape[-2] == 0 else v).sum() * 0  # ()
+    return zero.expand(B, H, Lq, v.shape[-1]), q.new_full((B, H, Lq), float("-inf")).detach()
+
+
 def run_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: ScoreLayout,
              scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, H, Lq, d), k/v (B, Hkv, Lk, d|dv) -> (out (B, H, Lq, dv), lse (B, H, Lq)) through FlexAttention."""
     require_flex(q, k, v)
     Lq, Lk = q.shape[-2], k.shape[-2]
+    if (empty := empty_result(q, v)) is not None:
+        return empty
     block_mask = None
     if layout.has_mask:
         block_mask = create_block_mask(band_mask_mod(layout), None, None, Lq, Lk, device=q.device)

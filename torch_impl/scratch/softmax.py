@@ -24,6 +24,8 @@ def masked_softmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     to compare (as in FlashAttention, whose autograd function marks it non-differentiable), and on an
     empty row its derivative would be 0/0.
     """
+    if x.shape[-1] == 0:  # no entries at all (no keys): every row is empty
+        return x, x.new_full(x.shape[:-1], float("-inf")).detach()  # (..., 0), (...)
     row_max = x.amax(dim=-1, keepdim=True).detach()  # (..., 1); a constant shift, no gradient
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))  # empty row: -inf -> 0
     e = torch.exp(x - row_max)  # (..., N); exp(-inf) = 0
