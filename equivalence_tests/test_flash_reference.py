@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from equivalence_tests.flash_strategies import FlashCase, VarlenCase, flash_cases, varlen_cases
+from reference import flash_attention
 from reference.attention import attention_backward, attention_forward
 from reference.flash_attention import (
     flash_attention_backward,
@@ -94,6 +95,15 @@ def test_tiled_equals_dense_on_a_long_causal_window_with_everything_on() -> None
                      alibi="random_bh", softmax_scale=None, seed=3)
     arrays = case.arrays()
     assert_same(run(arrays, block_size=16, **case.kwargs()), run(arrays, **case.kwargs()), magnitudes(arrays, None))
+
+
+def test_tiled_equals_dense_when_the_exponentials_are_split_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles of >= 64k scores split their exponentials over threads (rows apart): the same numbers."""
+    monkeypatch.setattr(flash_attention, "_EXP_THREADS", 3)
+    case = FlashCase(B=1, Lq=400, Lk=700, n_kv=1, n_rep=2, d=5, dv=3, causal=True, window=(-1, -1), softcap=2.0,
+                     alibi="geometric", softmax_scale=None, seed=4)
+    arrays = case.arrays()
+    assert_same(run(arrays, block_size=300, **case.kwargs()), run(arrays, **case.kwargs()), magnitudes(arrays, None))
 
 
 def test_tiled_never_holds_a_score_matrix() -> None:
