@@ -84,13 +84,12 @@ from typing import Any
 
 import numpy as np
 
-from reference.masks import band_keep, effective_window, sequence_ids, varlen_anchors
+from reference.masks import band_keep, checked_cu_seqlens, effective_window, sequence_ids, varlen_anchors
 from reference.score_mods import alibi_row_bias, softcap_backward, softcap_forward
 from reference.softmax import masked_softmax_forward, softmax_backward
 from reference.validate import (
     check_alibi_slopes,
     check_block_size,
-    check_cu_seqlens,
     check_cu_seqlens_pair,
     check_flash_dtypes,
     check_flash_shapes,
@@ -392,19 +391,6 @@ def flash_attention_backward(dout: np.ndarray, cache: dict[str, Any]) -> tuple[n
     return _batch_backward(dout.astype(p.q.dtype, copy=False), cache)
 
 
-def _checked_offsets(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray, total_q: int,
-                     total_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """cu_seqlens_q, cu_seqlens_k (N+1,) checked against the packed lengths -> two int64 arrays."""
-    offsets = []
-    for name, cu, total in (("cu_seqlens_q", cu_seqlens_q, total_q), ("cu_seqlens_k", cu_seqlens_k, total_k)):
-        cu = np.asarray(cu)
-        values = cu.tolist() if cu.ndim == 1 and cu.size else [None]
-        check_cu_seqlens(name, str(cu.dtype), cu.shape, values, total)
-        offsets.append(cu.astype(np.int64))
-    check_cu_seqlens_pair(len(offsets[0]), len(offsets[1]))
-    return offsets[0], offsets[1]
-
-
 def _packed_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cu_q: np.ndarray, cu_k: np.ndarray,
                     slopes: np.ndarray | None, left: int, right: int, scale: Any, softcap: float) -> tuple:
     """The dense algorithm on the packed rows at once: the document mask keeps the sequences apart."""
@@ -439,7 +425,9 @@ def flash_attention_varlen_forward(
     tiled algorithm sequence by sequence (no total_q x total_k array).
     """
     _check_inputs(q, k, v, softmax_scale, softcap, block_size, varlen=True)
-    cu_q, cu_k = _checked_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0])
+    cu_q = checked_cu_seqlens("cu_seqlens_q", cu_seqlens_q, q.shape[0])  # (N+1,)
+    cu_k = checked_cu_seqlens("cu_seqlens_k", cu_seqlens_k, k.shape[0])  # (N+1,)
+    check_cu_seqlens_pair(len(cu_q), len(cu_k))
     left, right = effective_window(causal, window_size)
     slopes = _checked_slopes(alibi_slopes, len(cu_q) - 1, q.shape[1], q.dtype)  # (1 or N, H)
     scale = _scale(softmax_scale, q.shape[-1], q.dtype)
