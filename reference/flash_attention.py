@@ -154,7 +154,8 @@ def tile_scores(p: Problem, rows: slice, cols: slice, *, masked: bool = True) ->
     anchors, key_idx = p.anchors[rows], np.arange(p.k.shape[2])[cols]  # (R_t,), (C_t,)
     if p.row_slopes is not None:
         scores = scores + alibi_row_bias(p.row_slopes[:, :, rows], anchors, key_idx)  # (B, Hkv, R_t, C_t)
-    keep = band_keep(anchors, key_idx, p.left, p.right) if masked else None  # (R_t, C_t)
+    banded = masked and (p.left >= 0 or p.right >= 0)  # no window and no causal: nothing to hide
+    keep = band_keep(anchors, key_idx, p.left, p.right) if banded else None  # (R_t, C_t)
     if p.row_doc is not None:
         same = p.row_doc[rows, None] == p.col_doc[None, cols]  # (R_t, C_t)
         keep = same if keep is None else keep & same
