@@ -97,6 +97,16 @@ def check_flash_options(
     return (left, 0) if causal else (left, right)
 
 
+def checked_cu_seqlens(name: str, cu_seqlens: torch.Tensor, total: int | None = None) -> torch.Tensor:
+    """cu_seqlens (N+1,) of an int dtype, from 0, non-decreasing, ending at ``total`` (if given) -> int64;
+    mirrors ``reference.masks.checked_cu_seqlens``."""
+    _check_tensors(**{name: cu_seqlens})
+    values = cu_seqlens.tolist() if cu_seqlens.ndim == 1 and cu_seqlens.numel() else [None]
+    check_cu_seqlens(name, dtype_name(cu_seqlens.dtype), tuple(cu_seqlens.shape), values,
+                     values[-1] if total is None else total)
+    return cu_seqlens.to(torch.int64)
+
+
 def check_varlen_offsets(
     cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, total_q: int, total_k: int,
     max_seqlen_q: int | None = None, max_seqlen_k: int | None = None,
@@ -106,12 +116,8 @@ def check_varlen_offsets(
     ``max_seqlen_q/k`` (FlashAttention sizes its grid with them) may be None; given, each must be an int
     at least as long as the longest sequence (a shorter one would make a kernel skip keys).
     """
-    offsets = []
-    for name, cu, total in (("cu_seqlens_q", cu_seqlens_q, total_q), ("cu_seqlens_k", cu_seqlens_k, total_k)):
-        _check_tensors(**{name: cu})
-        values = cu.tolist() if cu.ndim == 1 and cu.numel() else [0]
-        check_cu_seqlens(name, dtype_name(cu.dtype), tuple(cu.shape), values, total)
-        offsets.append(values)
+    offsets = [checked_cu_seqlens(name, cu, total).tolist() for name, cu, total in
+               (("cu_seqlens_q", cu_seqlens_q, total_q), ("cu_seqlens_k", cu_seqlens_k, total_k))]
     check_cu_seqlens_pair(len(offsets[0]), len(offsets[1]))
     for name, given, values in (("max_seqlen_q", max_seqlen_q, offsets[0]), ("max_seqlen_k", max_seqlen_k, offsets[1])):
         longest = max((b - a for a, b in itertools.pairwise(values)), default=0)

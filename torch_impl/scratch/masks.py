@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from reference.validate import check_cu_seqlens, check_cu_seqlens_pair, check_window_size
-from torch_impl.validate import dtype_name
+from reference.validate import check_cu_seqlens_pair, check_window_size
+from torch_impl.validate import checked_cu_seqlens
 
 
 def effective_window(causal: bool, window_size: tuple[int, int]) -> tuple[int, int]:
@@ -43,12 +43,6 @@ def window_mask(Lq: int, Lk: int, left: int, right: int, device: torch.device | 
     return band_keep(anchors, torch.arange(Lk, device=device), left, right)  # (Lq, Lk)
 
 
-def _checked_offsets(name: str, cu_seqlens: torch.Tensor) -> torch.Tensor:
-    values = cu_seqlens.tolist() if cu_seqlens.ndim == 1 and cu_seqlens.numel() else [0]
-    check_cu_seqlens(name, dtype_name(cu_seqlens.dtype), tuple(cu_seqlens.shape), values, int(values[-1]))
-    return cu_seqlens.to(torch.int64)
-
-
 def sequence_ids(cu_seqlens: torch.Tensor) -> torch.Tensor:
     """(total,) the sequence index of each packed row; an empty sequence owns no row."""
     lengths = cu_seqlens.diff()  # (N,)
@@ -63,8 +57,8 @@ def varlen_anchors(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor) -> to
 
 def document_mask(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor) -> torch.Tensor:
     """Keep-mask (total_q, total_k): True iff query and key belong to the same packed sequence."""
-    cu_q = _checked_offsets("cu_seqlens_q", cu_seqlens_q)
-    cu_k = _checked_offsets("cu_seqlens_k", cu_seqlens_k)
+    cu_q = checked_cu_seqlens("cu_seqlens_q", cu_seqlens_q)
+    cu_k = checked_cu_seqlens("cu_seqlens_k", cu_seqlens_k)
     check_cu_seqlens_pair(len(cu_q), len(cu_k))
     return sequence_ids(cu_q)[:, None] == sequence_ids(cu_k)[None, :]  # (total_q, total_k)
 
