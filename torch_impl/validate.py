@@ -124,3 +124,21 @@ def check_varlen_offsets(
         if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < longest):
             raise ValueError(f"{name}: expected None or an int >= the longest sequence ({longest}), got {given!r}")
     return offsets[0], offsets[1]
+
+
+def check_flash_call(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, softmax_scale: float | None, causal: bool,
+    window_size: object, softcap: object, alibi_slopes: torch.Tensor | None,
+    cu_seqlens: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_seqlens: tuple[int | None, int | None] = (None, None),
+) -> tuple[int, float, tuple[int, int]]:
+    """One call of FlashAttention's interface (packed when ``cu_seqlens`` is given), checked in the reference's
+    order: q, k, v, the scale and the softcap, the offsets, the window, the slopes. Returns
+    (n_rep, softcap, (left, right) after ``causal``)."""
+    n_rep, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap,
+                                    varlen=cu_seqlens is not None)
+    batch = q.shape[0]
+    if cu_seqlens is not None:
+        cu_q, _ = check_varlen_offsets(*cu_seqlens, q.shape[0], k.shape[0], *max_seqlens)
+        batch = len(cu_q) - 1
+    return n_rep, cap, check_flash_options(q, causal, window_size, alibi_slopes, batch)

@@ -34,7 +34,7 @@ from torch_impl.native.flex_attention import (
     softcap_alibi_score_mod,
     varlen_layout,
 )
-from torch_impl.validate import check_flash_inputs, check_flash_options, check_varlen_offsets
+from torch_impl.validate import check_flash_call
 
 
 def sdpa_mask(layout: ScoreLayout, B: int, H: int, Lq: int, Lk: int, dtype: torch.dtype,
@@ -72,8 +72,8 @@ def flash_attention(
     alibi_slopes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, Lq, H, d), k (B, Lk, Hkv, d), v (B, Lk, Hkv, dv) -> (out (B, Lq, H, dv), lse (B, H, Lq))."""
-    _, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap)
-    window = check_flash_options(q, causal, window_size, alibi_slopes, batch=q.shape[0])  # causal: right 0
+    _, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                      softcap=softcap, alibi_slopes=alibi_slopes)  # causal: right 0
     if cap > 0.0:  # a score_mod: FlexAttention only
         return flex_flash_attention(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                                     softcap=cap, alibi_slopes=alibi_slopes)
@@ -91,9 +91,10 @@ def flash_attention_varlen(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q (total_q, H, d), k (total_k, Hkv, d), v (total_k, Hkv, dv), cu_seqlens_q/k (N+1,) int
     -> (out (total_q, H, dv), lse (H, total_q))."""
-    _, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap, varlen=True)
-    cu_q, _ = check_varlen_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0], max_seqlen_q, max_seqlen_k)
-    window = check_flash_options(q, causal, window_size, alibi_slopes, batch=len(cu_q) - 1)  # causal: right 0
+    _, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                      softcap=softcap, alibi_slopes=alibi_slopes,
+                                      cu_seqlens=(cu_seqlens_q, cu_seqlens_k),
+                                      max_seqlens=(max_seqlen_q, max_seqlen_k))  # causal: right 0
     if cap > 0.0:
         return flex_flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, softmax_scale=softmax_scale,
                                            causal=causal, window_size=window_size, softcap=cap,

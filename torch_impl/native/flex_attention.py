@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from torch_impl.validate import check_attention_inputs, check_flash_inputs, check_flash_options, check_varlen_offsets
+from torch_impl.validate import check_attention_inputs, check_flash_call
 
 try:  # torch >= 2.5
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -178,8 +178,8 @@ def flex_flash_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """FlashAttention's interface through FlexAttention: q (B, Lq, H, d), k/v (B, Lk, Hkv, d|dv)
     -> (out (B, Lq, H, dv), lse (B, H, Lq))."""
-    _, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap)
-    window = check_flash_options(q, causal, window_size, alibi_slopes, batch=q.shape[0])  # causal: right 0
+    _, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                      softcap=softcap, alibi_slopes=alibi_slopes)  # causal: right 0
     layout = dense_layout(q.shape[1], k.shape[1], q.shape[0], window, cap, alibi_slopes,
                           q.device, q.dtype)
     out, lse = run_flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout, softmax_scale)
@@ -194,9 +194,10 @@ def flex_flash_attention_varlen(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed sequences through FlexAttention's document mask: q (total_q, H, d), k/v (total_k, Hkv, d|dv)
     -> (out (total_q, H, dv), lse (H, total_q))."""
-    _, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap, varlen=True)
-    cu_q, _ = check_varlen_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0], max_seqlen_q, max_seqlen_k)
-    window = check_flash_options(q, causal, window_size, alibi_slopes, batch=len(cu_q) - 1)  # causal: right 0
+    _, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                      softcap=softcap, alibi_slopes=alibi_slopes,
+                                      cu_seqlens=(cu_seqlens_q, cu_seqlens_k),
+                                      max_seqlens=(max_seqlen_q, max_seqlen_k))  # causal: right 0
     cu_q64, cu_k64 = (cu.to(device=q.device, dtype=torch.int64) for cu in (cu_seqlens_q, cu_seqlens_k))
     layout = varlen_layout(cu_q64, cu_k64, window, cap, alibi_slopes, q.dtype)
     out, lse = run_flex(*(x.transpose(0, 1)[None] for x in (q, k, v)), layout, softmax_scale)

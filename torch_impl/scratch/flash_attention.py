@@ -20,7 +20,7 @@ from torch_impl.scratch.masks import sequence_ids, varlen_anchors, varlen_mask, 
 from torch_impl.scratch.score_mods import alibi_bias, alibi_row_bias, repeat_kv
 from torch_impl.scratch.score_mods import softcap as apply_softcap
 from torch_impl.scratch.softmax import masked_softmax
-from torch_impl.validate import check_flash_inputs, check_flash_options, check_varlen_offsets
+from torch_impl.validate import check_flash_call
 
 
 def attend(
@@ -44,8 +44,9 @@ def flash_attention(
     alibi_slopes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, Lq, H, d), k (B, Lk, Hkv, d), v (B, Lk, Hkv, dv) -> (out (B, Lq, H, dv), lse (B, H, Lq))."""
-    n_rep, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap)
-    left, right = check_flash_options(q, causal, window_size, alibi_slopes, batch=q.shape[0])  # causal: right 0
+    n_rep, cap, (left, right) = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal,
+                                                 window_size=window_size, softcap=softcap,
+                                                 alibi_slopes=alibi_slopes)  # causal: right 0
     Lq, Lk, d = q.shape[1], k.shape[1], q.shape[-1]
     scale = 1.0 / math.sqrt(d) if softmax_scale is None else float(softmax_scale)
     q_heads = q.transpose(1, 2)  # (B, H, Lq, d)
@@ -78,9 +79,10 @@ def flash_attention_varlen(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q (total_q, H, d), k (total_k, Hkv, d), v (total_k, Hkv, dv), cu_seqlens_q/k (N+1,) int
     -> (out (total_q, H, dv), lse (H, total_q)); sequence n is rows cu[n]:cu[n+1] and sees only itself."""
-    n_rep, cap = check_flash_inputs(q, k, v, softmax_scale=softmax_scale, softcap=softcap, varlen=True)
-    cu_q, _ = check_varlen_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0], max_seqlen_q, max_seqlen_k)
-    window = check_flash_options(q, causal, window_size, alibi_slopes, batch=len(cu_q) - 1)  # causal: right 0
+    n_rep, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal,
+                                          window_size=window_size, softcap=softcap, alibi_slopes=alibi_slopes,
+                                          cu_seqlens=(cu_seqlens_q, cu_seqlens_k),
+                                          max_seqlens=(max_seqlen_q, max_seqlen_k))  # causal: right 0
     scale = 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
     cu_q64, cu_k64 = (cu.to(device=q.device, dtype=torch.int64) for cu in (cu_seqlens_q, cu_seqlens_k))
     q_heads = q.transpose(0, 1)[None]  # (1, H, total_q, d)
