@@ -170,15 +170,16 @@ def plot(rows: list[dict], matmul: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_rate, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for impl in IMPLS:
+    for color, impl in enumerate(IMPLS):
         for causal, style in ((False, "-"), (True, "--")):
             points = [r for r in rows if r["impl"] == impl and r["causal"] == causal and r["status"] == "ok"]
             if not points:
                 continue
             label = f"{impl}{' causal' if causal else ''}"
             Ls = [r["L"] for r in points]
-            ax_rate.plot(Ls, [r["gflops"] for r in points], style, marker="o", label=label)
-            ax_mem.plot(Ls, [r["peak_bytes"] / 2**20 for r in points], style, marker="o", label=label)
+            ax_rate.plot(Ls, [r["gflops"] for r in points], style, color=f"C{color}", marker="o", label=label)
+            ax_mem.plot(Ls, [r["peak_bytes"] / 2**20 for r in points], style, color=f"C{color}", marker="o",
+                        label=label)
     ax_rate.axhline(matmul, color="grey", linestyle=":", label=f"fp64 matmul {matmul:.0f} GFLOP/s")
     ax_rate.axhline(0.6 * matmul, color="grey", linestyle="-.", linewidth=0.8, label="60% of matmul")
     ax_mem.axhline(128, color="red", linestyle=":", linewidth=0.8, label="128 MiB")
