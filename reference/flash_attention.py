@@ -74,19 +74,22 @@ tiled algorithm sequence by sequence, so no :math:`\mathrm{total}_q \times \math
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from reference.masks import band_keep, effective_window, sequence_ids, varlen_anchors
+from reference.masks import band_keep, checked_cu_seqlens, effective_window, sequence_ids, varlen_anchors
 from reference.score_mods import alibi_row_bias, softcap_backward, softcap_forward
 from reference.softmax import masked_softmax_forward, softmax_backward
 from reference.validate import (
     check_alibi_slopes,
     check_block_size,
-    check_cu_seqlens,
     check_cu_seqlens_pair,
     check_flash_dtypes,
     check_flash_shapes,
@@ -95,6 +98,9 @@ from reference.validate import (
 )
 
 DEFAULT_BLOCK_SIZE = 512  # measured: benchmarks/flash_reference_bench.py
+# The threads a large tile's exponentials are split over (one per core; 1 keeps the tiled algorithm on one core).
+EXP_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_EXP_THREADED_MIN_SIZE = 1 << 16  # below ~64k scores a thread hand-off costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,8 @@ def tile_scores(p: Problem, rows: slice, cols: slice, *, masked: bool = True) ->
     anchors, key_idx = p.anchors[rows], np.arange(p.k.shape[2])[cols]  # (R_t,), (C_t,)
     if p.row_slopes is not None:
         scores = scores + alibi_row_bias(p.row_slopes[:, :, rows], anchors, key_idx)  # (B, Hkv, R_t, C_t)
-    keep = band_keep(anchors, key_idx, p.left, p.right) if masked else None  # (R_t, C_t)
+    banded = masked and (p.left >= 0 or p.right >= 0)  # no window and no causal: nothing to hide
+    keep = band_keep(anchors, key_idx, p.left, p.right) if banded else None  # (R_t, C_t)
     if p.row_doc is not None:
         same = p.row_doc[rows, None] == p.col_doc[None, cols]  # (R_t, C_t)
         keep = same if keep is None else keep & same
@@ -192,6 +199,33 @@ def key_range(p: Problem, rows: slice) -> tuple[int, int, int, int]:
     return lo, max(lo, hi), full_lo, full_hi
 
 
+def _exp_rows(scores: np.ndarray, shift: np.ndarray, rows: slice) -> None:
+    block = scores[..., rows, :]  # a view
+    np.exp(np.subtract(block, shift[..., rows, :], out=block), out=block)
+
+
+def exp_shifted_inplace(scores: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """scores <- e^(scores - shift) in place, scores (..., R, C), shift (..., R, 1); returns scores.
+
+    The exponential is the tiled algorithm's largest cost after the matmuls (two per visible score, and
+    NumPy's float64 exp is not vectorised without AVX-512), and the matmuls already use every core through
+    BLAS; so a large tile's rows are split over a thread per core (NumPy's ufuncs release the GIL).
+    """
+    n_rows = scores.shape[-2]
+    if EXP_THREADS == 1 or scores.size < _EXP_THREADED_MIN_SIZE:
+        _exp_rows(scores, shift, slice(None))
+        return scores
+    bounds = np.linspace(0, n_rows, EXP_THREADS + 1).astype(int)
+    chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    list(_exp_pool().map(_exp_rows, [scores] * len(chunks), [shift] * len(chunks), chunks))
+    return scores
+
+
+@functools.cache
+def _exp_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=EXP_THREADS, thread_name_prefix="flash-exp")
+
+
 def tiles(p: Problem, block_size: int) -> Iterator[tuple[slice, list[tuple[slice, bool]]]]:
     """Per tile of ``block_size`` queries (``block_size·r`` rows): its rows and its key tiles (cols, masked),
     only those the band does not hide entirely; ``masked`` is False where the band covers the whole tile."""
@@ -221,7 +255,7 @@ def tiled_forward(p: Problem, block_size: int) -> tuple[np.ndarray, np.ndarray]:
             new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))  # (B, Hkv, R_t, 1)
             shift = np.where(np.isfinite(new_max), new_max, 0.0)  # a row with no key yet: 0, so P~ = 0
             rescale = np.exp(row_max - shift)  # (B, Hkv, R_t, 1): alpha = e^(m_old - m_new); 0 while m = -inf
-            probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # (B, Hkv, R_t, C_t): P~
+            probs = exp_shifted_inplace(scores, shift)  # (B, Hkv, R_t, C_t): P~ = e^(S - m)
             row_sum = rescale * row_sum + probs.sum(axis=-1, keepdims=True)  # l = alpha l + rowsum(P~)
             acc *= rescale
             acc += probs @ p.v[:, :, cols]  # A = alpha A + P~ V_t
@@ -247,7 +281,7 @@ def tiled_backward(p: Problem, out: np.ndarray, lse: np.ndarray, dout: np.ndarra
         dq_t = np.zeros(q_scaled.shape, dtype=p.q.dtype)  # (B, Hkv, R_t, d)
         for cols, masked in key_tiles:
             scores, tanh = tile_scores(p, rows, cols, masked=masked)  # (B, Hkv, R_t, C_t)
-            probs = np.exp(np.subtract(scores, lse_for_p[:, :, rows], out=scores), out=scores)  # P = e^(S - LSE)
+            probs = exp_shifted_inplace(scores, lse_for_p[:, :, rows])  # (B, Hkv, R_t, C_t): P = e^(S - LSE)
             dv[:, :, cols] += np.swapaxes(probs, -1, -2) @ dout_t  # (B, Hkv, C_t, dv): dV_t += P^T dO
             dscores = dout_t @ np.swapaxes(p.v[:, :, cols], -1, -2)  # (B, Hkv, R_t, C_t): dP = dO V_t^T
             dscores -= delta[:, :, rows]
@@ -359,19 +393,6 @@ def flash_attention_backward(dout: np.ndarray, cache: dict[str, Any]) -> tuple[n
     return _batch_backward(dout.astype(p.q.dtype, copy=False), cache)
 
 
-def _checked_offsets(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray, total_q: int,
-                     total_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """cu_seqlens_q, cu_seqlens_k (N+1,) checked against the packed lengths -> two int64 arrays."""
-    offsets = []
-    for name, cu, total in (("cu_seqlens_q", cu_seqlens_q, total_q), ("cu_seqlens_k", cu_seqlens_k, total_k)):
-        cu = np.asarray(cu)
-        values = cu.tolist() if cu.ndim == 1 and cu.size else [None]
-        check_cu_seqlens(name, str(cu.dtype), cu.shape, values, total)
-        offsets.append(cu.astype(np.int64))
-    check_cu_seqlens_pair(len(offsets[0]), len(offsets[1]))
-    return offsets[0], offsets[1]
-
-
 def _packed_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cu_q: np.ndarray, cu_k: np.ndarray,
                     slopes: np.ndarray | None, left: int, right: int, scale: Any, softcap: float) -> tuple:
     """The dense algorithm on the packed rows at once: the document mask keeps the sequences apart."""
@@ -406,7 +427,9 @@ def flash_attention_varlen_forward(
     tiled algorithm sequence by sequence (no total_q x total_k array).
     """
     _check_inputs(q, k, v, softmax_scale, softcap, block_size, varlen=True)
-    cu_q, cu_k = _checked_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0])
+    cu_q = checked_cu_seqlens("cu_seqlens_q", cu_seqlens_q, q.shape[0])  # (N+1,)
+    cu_k = checked_cu_seqlens("cu_seqlens_k", cu_seqlens_k, k.shape[0])  # (N+1,)
+    check_cu_seqlens_pair(len(cu_q), len(cu_k))
     left, right = effective_window(causal, window_size)
     slopes = _checked_slopes(alibi_slopes, len(cu_q) - 1, q.shape[1], q.dtype)  # (1 or N, H)
     scale = _scale(softmax_scale, q.shape[-1], q.dtype)

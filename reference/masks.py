@@ -112,10 +112,11 @@ def window_mask(Lq: int, Lk: int, left: int, right: int) -> np.ndarray:
     return band_keep(anchors, np.arange(Lk), left, right)  # (Lq, Lk)
 
 
-def _checked_offsets(name: str, cu_seqlens: np.ndarray) -> np.ndarray:
+def checked_cu_seqlens(name: str, cu_seqlens: np.ndarray, total: int | None = None) -> np.ndarray:
+    """cu_seqlens (N+1,) of an int dtype, from 0, non-decreasing, ending at ``total`` (if given) -> int64."""
     cu = np.asarray(cu_seqlens)
-    values = cu.tolist() if cu.ndim == 1 and cu.size else [0]
-    check_cu_seqlens(name, str(cu.dtype), cu.shape, values, int(values[-1]))
+    values = cu.tolist() if cu.ndim == 1 and cu.size else [None]
+    check_cu_seqlens(name, str(cu.dtype), cu.shape, values, values[-1] if total is None else total)
     return cu.astype(np.int64)
 
 
@@ -133,8 +134,8 @@ def varlen_anchors(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray) -> np.nda
 
 def document_mask(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray) -> np.ndarray:
     """Keep-mask (total_q, total_k): True iff query and key belong to the same packed sequence."""
-    cu_q = _checked_offsets("cu_seqlens_q", cu_seqlens_q)
-    cu_k = _checked_offsets("cu_seqlens_k", cu_seqlens_k)
+    cu_q = checked_cu_seqlens("cu_seqlens_q", cu_seqlens_q)
+    cu_k = checked_cu_seqlens("cu_seqlens_k", cu_seqlens_k)
     check_cu_seqlens_pair(len(cu_q), len(cu_k))
     return sequence_ids(cu_q)[:, None] == sequence_ids(cu_k)[None, :]  # (total_q, total_k)
 

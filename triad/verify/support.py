@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from torch_impl.kernels import BUILTIN_KERNELS
+from torch_impl.kernels import BUILTIN_FEATURES, BUILTIN_KERNELS, FEATURES
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -45,10 +45,13 @@ class KernelSupport:
     backward: bool = True  # gradients through autograd
     dropout: bool = True  # dropout_p > 0 (checked statistically: see triad.verify.dropout)
     max_length: int | None = None  # longest Lq, Lk drawn (None: any); for a kernel that is slow where it runs
+    # The attention family's features (torch_impl.kernels.FEATURES) it has; opt-in: through SDPA's signature
+    # only "gqa" can be asked for, as enable_gqa=True, which a kernel must then accept.
+    features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
-                                      ("masks", self.masks, MASKS)):
+                                      ("masks", self.masks, MASKS), ("features", self.features, FEATURES)):
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
@@ -69,14 +72,18 @@ class KernelSupport:
 INTERPRETER_ONLY = not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1"
 TRITON_INTERPRETER_MAX_LENGTH = 65 if INTERPRETER_ONLY else None
 
-# The NumPy reference runs on the CPU in float32/float64 only; everything else runs whatever SDPA runs
-# (a pinned backend declines the rest at run time).
+# The NumPy reference runs on the CPU in float32/float64 only; FlexAttention has no dropout (and declines a
+# backward on the CPU at run time); everything else runs whatever SDPA runs (a pinned backend declines the
+# rest at run time). Each built-in's features come from the registry.
 BUILTIN_SUPPORT: dict[str, KernelSupport] = {
-    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",)),
+    name: KernelSupport(features=BUILTIN_FEATURES[name]) for name in BUILTIN_KERNELS
+} | {
+    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), features=BUILTIN_FEATURES["reference"]),
+    "flex": KernelSupport(dropout=False, features=BUILTIN_FEATURES["flex"]),
     # Our Triton kernel: no attn_mask, no dropout, no float64; on the CPU it runs under the interpreter
     # only (and declines otherwise), at lengths up to 65 there (the interpreter runs every tile in Python).
     "triton": KernelSupport(dtypes=("float32", "float16", "bfloat16"), masks=("is_causal",), dropout=False,
-                            max_length=TRITON_INTERPRETER_MAX_LENGTH),
+                            max_length=TRITON_INTERPRETER_MAX_LENGTH, features=BUILTIN_FEATURES["triton"]),
 }
 
 
