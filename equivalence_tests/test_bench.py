@@ -438,18 +438,24 @@ def _gqa_modulo(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=N
     return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
 
 
+def _no_gqa_keyword(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """SDPA's signature before torch 2.5: no enable_gqa keyword, so no GQA case can be asked of it."""
+    return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
 @pytest.mark.parametrize(("group", "H"), [(2, 4), (4, 8)])
 def test_gqa_cases_time_kernels_that_take_enable_gqa_and_catch_the_modulo_mapping(group: int, H: int) -> None:
     cpu = DeviceGrid("cpu", F32, (8,), (16,), tokens=16, width=8 * H, matmul_sizes=(16,), budget_s=60.0,
                      groups=(group,))
-    kernels = (f"{__name__}:_gqa_by_repeat", f"{__name__}:_gqa_modulo", "scratch")
+    kernels = (f"{__name__}:_gqa_by_repeat", f"{__name__}:_gqa_modulo", f"{__name__}:_no_gqa_keyword", "scratch")
     rows = run_grid(Grid("quick", kernels, (cpu,), causal=(False, True), rounds=25, warmup=1))["rows"]
     status = {(r["kernel"].rsplit(":", 1)[-1], r["causal"]): r["status"] for r in rows}
     assert all(r["Hkv"] == H // group for r in rows)
     assert status[("_gqa_by_repeat", False)] == status[("_gqa_by_repeat", True)] == "ok"
     assert status[("_gqa_modulo", False)] == status[("_gqa_modulo", True)] == "wrong"
-    scratch = [r for r in rows if r["kernel"] == "scratch"]
-    assert {r["status"] for r in scratch} == {"unsupported"} and "enable_gqa" in scratch[0]["message"]
+    assert status[("scratch", False)] == status[("scratch", True)] == "ok"  # scratch has enable_gqa
+    no_keyword = [r for r in rows if r["kernel"].endswith("_no_gqa_keyword")]
+    assert {r["status"] for r in no_keyword} == {"unsupported"} and "enable_gqa" in no_keyword[0]["message"]
 
 
 def test_cuda_float32_rows_use_the_ceiling_their_kernel_can_use() -> None:
