@@ -45,12 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import check_attention_shapes, check_dropout_p
+from reference.score_mods import repeat_kv_backward, repeat_kv_forward
+from reference.softmax import masked_softmax_forward, softmax_backward
+from reference.validate import check_attention_shapes, check_dropout_p, check_gqa_heads
 
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
 
-def _check_inputs(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn_mask: np.ndarray | None) -> None:
+def _check_inputs(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn_mask: np.ndarray | None, n_rep: int) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not isinstance(x, np.ndarray):
             raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
@@ -67,7 +69,12 @@ def _check_inputs(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn_mask: np.nda
             )
         if attn_mask.dtype != np.bool_ and (np.isnan(attn_mask).any() or np.isposinf(attn_mask).any()):
             raise ValueError("attn_mask: an additive mask must not hold NaN or +inf")
-    check_attention_shapes(q.shape, k.shape, v.shape, None if attn_mask is None else attn_mask.shape)
+    k_shape, v_shape = _repeated_shape(k.shape, n_rep), _repeated_shape(v.shape, n_rep)
+    check_attention_shapes(q.shape, k_shape, v_shape, None if attn_mask is None else attn_mask.shape)
+
+
+def _repeated_shape(shape: tuple[int, ...], n_rep: int) -> tuple[int, ...]:
+    return shape if n_rep == 1 else (*shape[:-3], shape[-3] * n_rep, *shape[-2:])
 
 
 def attention_forward(
@@ -81,6 +88,7 @@ def attention_forward(
     *,
     dropout_keep: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    enable_gqa: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> out (..., Lq, Ev); returns (out, cache).
 
@@ -88,8 +96,13 @@ def attention_forward(
     (as in PyTorch); for the bottom-right alignment pass ``causal_mask(Lq, Lk, "bottom_right")``.
     Dropout (``dropout_p > 0``) needs its keep-mask, either given (``dropout_keep``, boolean,
     broadcastable to ``(..., Lq, Lk)``) or drawn from ``rng``, so that runs can be compared.
+
+    ``enable_gqa`` (as in SDPA): k, v may have ``Hkv`` heads (axis -3) with ``Hkv`` dividing ``H``; query
+    head ``h`` reads K/V head ``h // (H // Hkv)``. The cache then holds the repeated ``k``, ``v`` (the keys
+    and values each query head reads) and the backward sums each group's gradient.
     """
-    _check_inputs(q, k, v, attn_mask)
+    n_rep = check_gqa_heads(q.shape, k.shape, v.shape) if enable_gqa else 1
+    _check_inputs(q, k, v, attn_mask, n_rep)
     check_dropout_p(dropout_p)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
@@ -99,6 +112,8 @@ def attention_forward(
     elif not np.isfinite(scale):
         raise ValueError(f"scale: expected a finite float, got {scale}")
     scale = q.dtype.type(scale)  # a float64 scalar would silently promote float32 work to float64
+    k = repeat_kv_forward(k, n_rep, axis=-3)  # (B, H, Lk, E): query head h reads K/V head h // n_rep
+    v = repeat_kv_forward(v, n_rep, axis=-3)  # (B, H, Lk, Ev)
 
     # Scale q before the product, not the product after: in fp16 a raw q.k above 65504 is inf.
     scores = (scale * q) @ np.swapaxes(k, -1, -2)  # (B, H, Lq, Lk)
@@ -109,11 +124,7 @@ def attention_forward(
     elif attn_mask is not None:
         scores = scores + attn_mask.astype(q.dtype)  # (B, H, Lq, Lk); additive, after scaling
 
-    row_max = np.max(scores, axis=-1, keepdims=True)  # (B, H, Lq, 1)
-    row_max = np.where(np.isfinite(row_max), row_max, 0.0)  # fully masked row: -inf -> 0
-    e = np.exp(scores - row_max)  # (B, H, Lq, Lk); exp(-inf) = 0
-    row_sum = np.sum(e, axis=-1, keepdims=True)  # (B, H, Lq, 1); 0 on a fully masked row
-    probs = e / np.where(row_sum > 0, row_sum, 1.0)  # (B, H, Lq, Lk); 0 on a fully masked row
+    probs, _ = masked_softmax_forward(scores)  # (B, H, Lq, Lk); 0 on a fully masked row
 
     if dropout_p > 0.0:
         if dropout_keep is None:
@@ -135,14 +146,15 @@ def attention_forward(
 
     out = probs_dropped @ v  # (B, H, Lq, Ev)
     cache = {"q": q, "k": k, "v": v, "attn_mask": attn_mask, "probs": probs, "probs_dropped": probs_dropped,
-             "dropout_scale": dropout_scale, "scale": scale}
+             "dropout_scale": dropout_scale, "scale": scale, "n_rep": n_rep}
     return out, cache
 
 
 def attention_backward(
     dout: np.ndarray, cache: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dout (..., Lq, Ev) -> (dq (..., Lq, E), dk (..., Lk, E), dv (..., Lk, Ev))."""
+    """dout (..., Lq, Ev) -> (dq (..., Lq, E), dk (..., Lk, E), dv (..., Lk, Ev)); with enable_gqa dk, dv have
+    the K/V heads (..., Hkv, Lk, .), each the sum over its group of query heads."""
     q, k, v = cache["q"], cache["k"], cache["v"]
     probs, probs_dropped, scale = cache["probs"], cache["probs_dropped"], cache["scale"]
     if dout.shape != probs.shape[:-1] + v.shape[-1:]:
@@ -152,7 +164,11 @@ def attention_backward(
     dprobs = dout @ np.swapaxes(v, -1, -2)  # (B, H, Lq, Lk)
     if cache["dropout_scale"] is not None:
         dprobs = dprobs * cache["dropout_scale"]  # (B, H, Lq, Lk)
-    dscores = probs * (dprobs - np.sum(dprobs * probs, axis=-1, keepdims=True))  # (B, H, Lq, Lk)
+    dscores = softmax_backward(dprobs, probs)  # (B, H, Lq, Lk): P o (dP - rowsum(dP o P))
     dq = scale * (dscores @ k)  # (B, H, Lq, E)
     dk = scale * (np.swapaxes(dscores, -1, -2) @ q)  # (B, H, Lk, E)
+    n_rep = cache.get("n_rep", 1)
+    if n_rep > 1:
+        dk = repeat_kv_backward(dk, n_rep, axis=-3)  # (B, Hkv, Lk, E): the group sum
+        dv = repeat_kv_backward(dv, n_rep, axis=-3)  # (B, Hkv, Lk, Ev)
     return dq, dk, dv

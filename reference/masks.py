@@ -14,6 +14,20 @@ Causal alignment when ``Lq != Lk`` (query i, key j):
 
 With ``bottom_right`` and ``Lq > Lk`` the first ``Lq - Lk`` query rows see no key at all;
 such fully masked rows have output 0 and gradient 0 (see ``attention.py``).
+
+**Sliding window** (FlashAttention's ``window_size = (left, right)``, ``-1`` = unbounded), bottom-right
+aligned like its causal mask: query ``i`` sees key ``j`` iff
+
+    i + Lk - Lq - left  <=  j  <=  i + Lk - Lq + right
+
+``causal`` is the window ``(left, 0)``. The *anchor* ``a_i = i + Lk - Lq`` is the key aligned with query
+``i``; every builder below is the band ``a_i - left <= j <= a_i + right`` over some anchors.
+
+**Packed sequences** (varlen): ``cu_seqlens_q``, ``cu_seqlens_k`` ``(N+1,)`` hold the offsets of N
+sequences in the packed rows; sequence ``n`` is rows ``cu[n]:cu[n+1]``. A query attends only to keys of
+its own sequence (``document_mask``), and the band is aligned per sequence: the anchor of packed query
+``i`` of sequence ``n`` is the packed key index ``i + cu_seqlens_k[n+1] - cu_seqlens_q[n+1]`` (the two
+sequences' ends aligned).
 """
 
 from __future__ import annotations
@@ -21,6 +35,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+
+from reference.validate import check_cu_seqlens, check_cu_seqlens_pair, check_window_size
 
 CausalAlign = Literal["top_left", "bottom_right"]
 
@@ -65,3 +81,72 @@ def to_additive(keep: np.ndarray, dtype: np.dtype | type = np.float64) -> np.nda
     if keep.dtype != np.bool_:
         raise TypeError(f"keep: expected a boolean keep-mask, got dtype {keep.dtype}")
     return np.where(keep, 0.0, -np.inf).astype(dtype)
+
+
+def effective_window(causal: bool, window_size: tuple[int, int]) -> tuple[int, int]:
+    """(left, right) after ``causal``, which sets ``right = 0`` (as FlashAttention does); -1 = unbounded."""
+    left, right = check_window_size(window_size)
+    return (left, 0) if causal else (left, right)
+
+
+def band_keep(anchors: np.ndarray, cols: np.ndarray, left: int, right: int) -> np.ndarray:
+    """Keep-mask (R, C): key ``cols[c]`` visible to the row anchored at ``anchors[r]`` iff
+    ``anchor - left <= col <= anchor + right`` (a bound of -1 is unbounded)."""
+    offset = cols[None, :] - anchors[:, None]  # (R, C): j - a_i
+    keep = np.ones(offset.shape, dtype=bool)  # (R, C)
+    if left >= 0:
+        keep &= offset >= -left
+    if right >= 0:
+        keep &= offset <= right
+    return keep
+
+
+def window_mask(Lq: int, Lk: int, left: int, right: int) -> np.ndarray:
+    """Keep-mask (Lq, Lk) of the sliding window ``(left, right)``, bottom-right aligned; -1 = unbounded.
+
+    ``window_mask(Lq, Lk, -1, 0)`` is ``causal_mask(Lq, Lk, "bottom_right")``.
+    """
+    causal_mask(Lq, Lk)  # validates the lengths
+    left, right = check_window_size((left, right))
+    anchors = np.arange(Lq) + (Lk - Lq)  # (Lq,)
+    return band_keep(anchors, np.arange(Lk), left, right)  # (Lq, Lk)
+
+
+def checked_cu_seqlens(name: str, cu_seqlens: np.ndarray, total: int | None = None) -> np.ndarray:
+    """cu_seqlens (N+1,) of an int dtype, from 0, non-decreasing, ending at ``total`` (if given) -> int64."""
+    cu = np.asarray(cu_seqlens)
+    values = cu.tolist() if cu.ndim == 1 and cu.size else [None]
+    check_cu_seqlens(name, str(cu.dtype), cu.shape, values, values[-1] if total is None else total)
+    return cu.astype(np.int64)
+
+
+def sequence_ids(cu_seqlens: np.ndarray) -> np.ndarray:
+    """(total,) the sequence index of each packed row; an empty sequence owns no row."""
+    lengths = np.diff(cu_seqlens)  # (N,)
+    return np.repeat(np.arange(len(lengths)), lengths)  # (total,)
+
+
+def varlen_anchors(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray) -> np.ndarray:
+    """(total_q,) the packed key index aligned with each packed query (the sequences' ends aligned)."""
+    seq = sequence_ids(cu_seqlens_q)  # (total_q,)
+    return np.arange(len(seq)) + (cu_seqlens_k[1:] - cu_seqlens_q[1:])[seq]  # (total_q,)
+
+
+def document_mask(cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray) -> np.ndarray:
+    """Keep-mask (total_q, total_k): True iff query and key belong to the same packed sequence."""
+    cu_q = checked_cu_seqlens("cu_seqlens_q", cu_seqlens_q)
+    cu_k = checked_cu_seqlens("cu_seqlens_k", cu_seqlens_k)
+    check_cu_seqlens_pair(len(cu_q), len(cu_k))
+    return sequence_ids(cu_q)[:, None] == sequence_ids(cu_k)[None, :]  # (total_q, total_k)
+
+
+def varlen_mask(
+    cu_seqlens_q: np.ndarray, cu_seqlens_k: np.ndarray, *, causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1),
+) -> np.ndarray:
+    """Keep-mask (total_q, total_k) of packed sequences: the document mask, and inside each sequence the
+    causal/window band aligned bottom-right with that sequence's own Lq, Lk."""
+    left, right = effective_window(causal, window_size)
+    same_sequence = document_mask(cu_seqlens_q, cu_seqlens_k)  # (total_q, total_k)
+    anchors = varlen_anchors(np.asarray(cu_seqlens_q, np.int64), np.asarray(cu_seqlens_k, np.int64))  # (total_q,)
+    return same_sequence & band_keep(anchors, np.arange(same_sequence.shape[1]), left, right)  # (total_q, total_k)

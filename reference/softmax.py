@@ -10,6 +10,12 @@ Backward. The Jacobian is :math:`\partial y_i / \partial x_j = y_i(\delta_{ij} -
 
 Log-softmax: :math:`z = x - m - \log\sum_j e^{x_j - m}` and
 :math:`dx = dz - \mathrm{softmax}(x) \sum_i dz_i`.
+
+Masked rows (attention): ``masked_softmax_forward`` takes scores with ``-inf`` at hidden keys and also
+returns the log-sum-exp :math:`\mathrm{LSE} = m + \log\sum_j e^{x_j - m}`. A row with no visible key
+(all ``-inf``) would be ``0/0``: its probabilities are defined as 0 (so its output and gradient are 0)
+and its LSE as :math:`\log 0 = -\infty`. Its backward is ``softmax_backward``: :math:`y = 0` gives
+:math:`dx = 0` on such a row.
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ def softmax_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dy (..., N) -> dx (..., N), using dx = y * (dy - sum(dy * y))."""
     y = cache
     return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))  # (..., N)
+
+
+def masked_softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (..., N) with -inf at hidden entries -> (y (..., N), lse (...)); a row of only -inf gives y = 0, lse = -inf.
+
+    The backward is ``softmax_backward(dy, y)``.
+    """
+    row_max = np.max(x, axis=-1, keepdims=True, initial=-np.inf)  # (..., 1)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)  # empty row: -inf -> 0, so exp(-inf - 0) = 0
+    e = np.exp(x - row_max)  # (..., N)
+    row_sum = np.sum(e, axis=-1, keepdims=True)  # (..., 1); 0 on an empty row
+    y = e / np.where(row_sum > 0, row_sum, 1.0)  # (..., N); 0 on an empty row
+    with np.errstate(divide="ignore"):
+        lse = (row_max + np.log(row_sum))[..., 0]  # (...); log 0 = -inf on an empty row
+    return y, lse
 
 
 def log_softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

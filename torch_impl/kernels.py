@@ -12,7 +12,16 @@ Built-in names:
 ``sdpa-flash``      ``efficient``, ``cudnn``); a case the backend cannot run raises
 ``sdpa-efficient``  ``RuntimeError`` instead of silently falling back
 ``sdpa-cudnn``
+``flex``            FlexAttention (``torch.nn.attention.flex_attention``, eager): masks as a
+                    ``mask_mod``/``score_mod``; no dropout, and no backward on the CPU (both
+                    refused with ``NotImplementedError``, a declined case)
 ==================  =====================================================================
+
+Every built-in takes ``enable_gqa=True`` (k, v with ``Hkv`` heads dividing ``H``, as SDPA since torch 2.5;
+the ``native``/``sdpa-*`` kernels refuse it on older torch). ``BUILTIN_FEATURES`` records which of the
+attention family's features (``FEATURES``) each built-in supports; ``FLASH_KERNELS`` names the built-ins of
+FlashAttention's interface (``(q, k, v, *, softmax_scale, causal, window_size, softcap, alibi_slopes) ->
+(out, lse)`` and its varlen twin), which support all of them.
 
 Anything else is read as ``package.module:function`` (``:Class.method`` works too) and imported.
 """
@@ -21,14 +30,18 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from reference.attention import attention_backward, attention_forward
-from torch_impl.native.attention import BACKENDS
+from torch_impl.native import flash_attention as native_flash
+from torch_impl.native import flex_attention as native_flex
+from torch_impl.native.attention import BACKENDS, SDPA_HAS_GQA
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
+from torch_impl.scratch import flash_attention as scratch_flash
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
 from torch_impl.validate import check_attention_inputs
 
@@ -36,6 +49,11 @@ Kernel = Callable[..., torch.Tensor]
 # The dtypes kernels are verified and timed in, by the names the command line uses.
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
                 "bfloat16": torch.bfloat16}
+
+
+# The attention family's features: grouped-query K/V heads, a sliding window, softcap, ALiBi, packed sequences
+# (varlen), the log-sum-exp returned. Through SDPA's signature only GQA (enable_gqa) can be asked for.
+FEATURES = ("gqa", "window", "softcap", "alibi", "varlen", "lse")
 
 
 class KernelNotFoundError(ValueError):
@@ -46,13 +64,14 @@ class _ReferenceAttention(torch.autograd.Function):
     """The NumPy forward and hand-written backward, seen from torch (CPU tensors only)."""
 
     @staticmethod
-    def forward(ctx: Any, q, k, v, attn_mask, dropout_p, is_causal, scale):  # type: ignore[override]
+    def forward(ctx: Any, q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):  # type: ignore[override]
         def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
             return None if t is None else t.detach().cpu().numpy()
 
         out, cache = attention_forward(
             to_numpy(q), to_numpy(k), to_numpy(v), to_numpy(attn_mask), dropout_p, is_causal, scale,
             rng=np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item())) if dropout_p > 0 else None,
+            enable_gqa=enable_gqa,
         )
         ctx.cache = cache
         return torch.from_numpy(out).to(q.device)
@@ -60,7 +79,7 @@ class _ReferenceAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor):  # type: ignore[override]
         dq, dk, dv = attention_backward(dout.detach().cpu().numpy(), ctx.cache)
-        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None, None, None, None
+        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None, None, None, None, None
 
 
 def reference_sdpa(
@@ -71,17 +90,20 @@ def reference_sdpa(
     dropout_p: float = 0.0,
     is_causal: bool = False,
     scale: float | None = None,
+    *,
+    enable_gqa: bool = False,
 ) -> torch.Tensor:
     """The NumPy reference as an SDPA-shaped torch kernel (CPU; float32 or float64)."""
-    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
     if q.device.type != "cpu":
         raise ValueError(f"q: the NumPy reference runs on the CPU only, got device {q.device}")
-    return _ReferenceAttention.apply(q, k, v, attn_mask, dropout_p, is_causal, scale)
+    return _ReferenceAttention.apply(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
 def _pinned(backend: str) -> Kernel:
-    def kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
-        return native_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale, backend=backend)
+    def kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *,  # type: ignore[no-untyped-def]
+               enable_gqa=False):
+        return native_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale, backend=backend, enable_gqa=enable_gqa)
 
     kernel.__name__ = kernel.__qualname__ = f"sdpa_{backend}"
     kernel.__doc__ = f"F.scaled_dot_product_attention pinned to the {backend!r} backend."
@@ -93,6 +115,40 @@ BUILTIN_KERNELS: dict[str, Kernel] = {
     "scratch": scratch_sdpa,
     "native": native_sdpa,
     **{f"sdpa-{name}": _pinned(name) for name in BACKENDS},
+    "flex": native_flex.flex_sdpa,
+}
+_SDPA_GQA = ("gqa",) if SDPA_HAS_GQA else ()
+BUILTIN_FEATURES: dict[str, tuple[str, ...]] = {
+    "reference": ("gqa",),
+    "scratch": ("gqa",),
+    "native": _SDPA_GQA,
+    **{f"sdpa-{name}": _SDPA_GQA for name in BACKENDS},  # a backend that cannot run a GQA case declines it
+    "flex": ("gqa",),
+}
+
+
+@dataclass(frozen=True)
+class FlashKernel:
+    """One implementation of FlashAttention's interface: ``dense(q, k, v, **options) -> (out, lse)`` with
+    q (B, Lq, H, d), and ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options)``
+    with q (total_q, H, d); ``features`` a subset of ``FEATURES``. On the CPU, ``backward_on_cpu=False``
+    means no call has a backward, and ``forward_only_on_cpu`` names the features whose calls have none
+    (such a call with inputs that require grad raises ``NotImplementedError``)."""
+
+    dense: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    varlen: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    features: tuple[str, ...] = FEATURES
+    backward_on_cpu: bool = True
+    forward_only_on_cpu: tuple[str, ...] = ()
+
+
+FLASH_KERNELS: dict[str, FlashKernel] = {
+    "scratch": FlashKernel(scratch_flash.flash_attention, scratch_flash.flash_attention_varlen),
+    # native: SDPA with masks, FlexAttention for softcap (no backward on the CPU) and for the LSE
+    "native": FlashKernel(native_flash.flash_attention, native_flash.flash_attention_varlen,
+                          forward_only_on_cpu=("softcap",)),
+    "flex": FlashKernel(native_flex.flex_flash_attention, native_flex.flex_flash_attention_varlen,
+                        backward_on_cpu=False),
 }
 
 

@@ -3,6 +3,10 @@
 ``backend=None`` lets PyTorch dispatch; a name pins one backend with
 ``torch.nn.attention.sdpa_kernel`` so that a silent fallback to another backend is an
 error, not a different kernel measured or verified under the wrong name.
+
+``enable_gqa=True`` (grouped-query attention: k, v with ``Hkv`` heads dividing ``H``) needs torch >= 2.5,
+where SDPA gained the flag; on older torch it is refused with ``NotImplementedError``. A pinned backend
+that cannot run GQA declines as for any other case (PyTorch's ``No available kernel``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.torch_version import TorchVersion
 
 from torch_impl.validate import check_attention_inputs
 
@@ -19,6 +24,7 @@ BACKENDS: dict[str, SDPBackend] = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "cudnn": SDPBackend.CUDNN_ATTENTION,
 }
+SDPA_HAS_GQA = TorchVersion(torch.__version__) >= (2, 5)  # F.scaled_dot_product_attention(enable_gqa=...)
 
 
 def scaled_dot_product_attention(
@@ -31,20 +37,25 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     *,
     backend: str | None = None,
+    enable_gqa: bool = False,
 ) -> torch.Tensor:
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> out (..., Lq, Ev) through SDPA.
 
     Raises ``RuntimeError`` when the pinned ``backend`` cannot run this case
     (PyTorch's own message says why).
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
+    if enable_gqa and not SDPA_HAS_GQA:
+        raise NotImplementedError(f"enable_gqa: F.scaled_dot_product_attention has it from torch 2.5, "
+                                  f"this is torch {torch.__version__}")
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     if attn_mask is not None and attn_mask.is_floating_point():
         attn_mask = attn_mask.to(q.dtype)  # SDPA wants an additive mask in the query's dtype
+    gqa = {"enable_gqa": True} if enable_gqa else {}  # only when asked: torch < 2.5 has no such argument
     if backend is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **gqa)
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {sorted(BACKENDS)} or None, got {backend!r}")
     with sdpa_kernel(BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **gqa)

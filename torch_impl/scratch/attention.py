@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from torch_impl.scratch.score_mods import repeat_kv
+from torch_impl.scratch.softmax import masked_softmax
 from torch_impl.validate import check_attention_inputs
 
 
@@ -23,18 +25,23 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     *,
     dropout_keep: torch.Tensor | None = None,
+    enable_gqa: bool = False,
 ) -> torch.Tensor:
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> out (..., Lq, Ev), with SDPA's signature.
 
     ``dropout_keep`` (boolean, broadcastable to ``(..., Lq, Lk)``) fixes the dropout pattern so
     that this function can be compared with the reference; without it one is drawn from torch's RNG.
+    ``enable_gqa`` (as in SDPA): k, v have ``Hkv`` heads dividing ``H``; query head h reads K/V head
+    ``h // (H // Hkv)`` (autograd sums each group's gradient).
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p)
+    n_rep = check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     E, Lq, Lk = q.shape[-1], q.shape[-2], k.shape[-2]
     if scale is None:
         scale = 1.0 / math.sqrt(E)
+    k = repeat_kv(k, n_rep, dim=-3)  # (B, H, Lk, E): query head h reads K/V head h // n_rep
+    v = repeat_kv(v, n_rep, dim=-3)  # (B, H, Lk, Ev)
 
     # Scale q before the product, not the product after: in fp16 a raw q.k above 65504 is inf.
     scores = (scale * q) @ k.transpose(-1, -2)  # (B, H, Lq, Lk)
@@ -45,11 +52,7 @@ def scaled_dot_product_attention(
     elif attn_mask is not None:
         scores = scores + attn_mask.to(q.dtype)  # (B, H, Lq, Lk); additive, after scaling
 
-    row_max = scores.amax(dim=-1, keepdim=True).detach()  # (B, H, Lq, 1); a constant shift, no gradient
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))  # fully masked: 0
-    e = torch.exp(scores - row_max)  # (B, H, Lq, Lk)
-    row_sum = e.sum(dim=-1, keepdim=True)  # (B, H, Lq, 1)
-    probs = e / torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum))  # (B, H, Lq, Lk)
+    probs, _ = masked_softmax(scores)  # (B, H, Lq, Lk); 0 on a fully masked row
 
     if dropout_p > 0.0:
         if dropout_keep is None:
@@ -58,3 +61,4 @@ def scaled_dot_product_attention(
     elif dropout_keep is not None:
         raise ValueError("dropout_keep: given, but dropout_p is 0")
     return probs @ v  # (B, H, Lq, Ev)
+

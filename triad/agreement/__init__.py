@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from triad.agreement.attention import check_attention
+from triad.agreement.attention_family import check_attention_family
 from triad.agreement.base import ComponentResult
 from triad.agreement.blocks import check_decoder, check_decoder_layer, check_encoder, check_encoder_layer, check_mha
 from triad.agreement.components import check_components
@@ -17,6 +18,7 @@ from triad.agreement.models import check_decoder_lm, check_encoder_classifier, c
 
 COMPONENT_CHECKS: list[Callable[[], list[ComponentResult]]] = [
     check_attention,
+    check_attention_family,
     check_components,
     check_mha,
     check_encoder_layer,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from torch_impl.kernels import BUILTIN_KERNELS
+from torch_impl.kernels import BUILTIN_FEATURES, BUILTIN_KERNELS, FEATURES
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -41,10 +41,13 @@ class KernelSupport:
     non_contiguous: bool = True  # strided inputs such as the transposed views a head split produces
     backward: bool = True  # gradients through autograd
     dropout: bool = True  # dropout_p > 0 (checked statistically: see triad.verify.dropout)
+    # The attention family's features (torch_impl.kernels.FEATURES) it has; opt-in: through SDPA's signature
+    # only "gqa" can be asked for, as enable_gqa=True, which a kernel must then accept.
+    features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
-                                      ("masks", self.masks, MASKS)):
+                                      ("masks", self.masks, MASKS), ("features", self.features, FEATURES)):
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
@@ -57,10 +60,14 @@ class KernelSupport:
         return asdict(self)
 
 
-# The NumPy reference runs on the CPU in float32/float64 only; everything else runs whatever SDPA runs
-# (a pinned backend declines the rest at run time).
+# The NumPy reference runs on the CPU in float32/float64 only; FlexAttention has no dropout (and declines a
+# backward on the CPU at run time); everything else runs whatever SDPA runs (a pinned backend declines the
+# rest at run time). Each built-in's features come from the registry.
 BUILTIN_SUPPORT: dict[str, KernelSupport] = {
-    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",)),
+    name: KernelSupport(features=BUILTIN_FEATURES[name]) for name in BUILTIN_KERNELS
+} | {
+    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), features=BUILTIN_FEATURES["reference"]),
+    "flex": KernelSupport(dropout=False, features=BUILTIN_FEATURES["flex"]),
 }
 
 
