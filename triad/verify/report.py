@@ -76,6 +76,8 @@ class Report:
     # shrinking reached triad.verify.api.SHRINK_SECONDS: the failing case is the smallest found by then
     shrink_capped: bool = False
     declined_reasons: list[str] = field(default_factory=list)
+    interface: str = "sdpa"  # the kernel's calling convention: sdpa, flash or varlen
+    interface_inferred: bool = False  # read from the signature's parameter names, not given
 
     @property
     def passed(self) -> bool:
@@ -93,6 +95,8 @@ class Report:
             "kernel": self.kernel, "device": self.device, "dtype": self.dtype, "verdict": self.verdict,
             "message": self.message, "examples": self.examples, "skipped": self.skipped,
             "seconds": self.seconds, "seed": self.seed, "declined_reasons": self.declined_reasons,
+            "interface": self.interface, "interface_inferred": self.interface_inferred,
+            "diagnosis": getattr(self.failure, "diagnosis", ""),
             "not_reproducible": self.not_reproducible, "shrink_capped": self.shrink_capped,
             "lines": [line.to_json() for line in self.lines.values()],
             "failure": None if self.failure is None else {
@@ -111,7 +115,8 @@ class Report:
         path.write_text(self.repro_script)
 
     def summary(self) -> str:
-        head = f"{self.kernel} on {self.device} in {self.dtype}: {self.verdict}"
+        how = "inferred from its signature" if self.interface_inferred else "given"
+        head = f"{self.kernel} on {self.device} in {self.dtype} ({self.interface} interface, {how}): {self.verdict}"
         if self.message:
             return f"{head}: {self.message}"
         text = f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed})"
