@@ -23,6 +23,7 @@ from triad.verify.flash_cases import FlashCase, flash_cases, flash_coverage_case
 from triad.verify.flash_judge import (
     LSE_LINE,
     FlashOutcome,
+    dtype_of_eps,
     flash_oracle,
     lse_check,
     lse_expected,
@@ -81,7 +82,8 @@ def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dt
                                                row_logits, dtype)
             if "lse" in actual:
                 wanted = lse_expected(case, arrays, expected["lse"], support.alibi_lse)
-                outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"], dtype, case.Lk)
+                outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"],
+                                            dtype_of_eps(float(actual["lse_eps"])), case.Lk)
             again = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
             outcome.nondeterministic = not same_bits(actual, again)
             outcome.checks += relation_checks(kernel, baseline, case, arrays, dtype, device,
@@ -95,10 +97,9 @@ def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dt
     return outcome
 
 
-def flash_case_features(case: FlashCase) -> list[str]:
-    """The report lines (features searched) a case counts towards."""
+def _feature_conditions(case: FlashCase) -> dict[str, bool]:
     left, right = case.window
-    conditions = {
+    return {
         "GQA (H/Hkv in 2..8, Hkv >= 2)": 1 < case.Hkv < case.H,
         "MQA (Hkv = 1)": case.Hkv == 1 and case.H > 1,
         "causal (bottom-right)": case.causal,
@@ -115,13 +116,31 @@ def flash_case_features(case: FlashCase) -> list[str]:
         "varlen: an empty sequence": case.interface == "varlen" and 0 in (*case.seqlens_q, *case.seqlens_k),
         "varlen: a sequence of length 1": case.interface == "varlen" and 1 in case.seqlens_q,
     }
-    return [line for line, holds in conditions.items() if holds]
+
+
+FEATURE_LINES = tuple(_feature_conditions(FlashCase("flash", 1, 1, (1,), (1,), 1, 1, False, (-1, -1), 0.0, False,
+                                                    None, "gaussian", 1.0, 0)))
+# the family feature (KernelSupport.features) each line needs
+_LINE_NEEDS = {"GQA (H/Hkv in 2..8, Hkv >= 2)": "gqa", "MQA (Hkv = 1)": "gqa", "window: one side": "window",
+               "window: both sides": "window", "window: 0": "window", "window >= L": "window", "softcap": "softcap",
+               "ALiBi": "alibi"}
+
+
+def flash_case_features(case: FlashCase) -> list[str]:
+    """The report lines (features searched) a case counts towards."""
+    return [line for line, holds in _feature_conditions(case).items() if holds]
 
 
 def _empty_lines(report: Report, support: KernelSupport, interface: str) -> None:
     for name in (RAISES_LINE, SHAPE_LINE, FINITE_LINE, MUTATION_LINE, AUTOGRAD_LINE, DETERMINISM_LINE,
                  *FLASH_TENSORS, *FLASH_RELATION_LINES.values()):
         report.line(name)
+    for name in FEATURE_LINES:
+        if interface == "flash" and name.startswith("varlen"):
+            continue
+        report.line(name)
+        if name in _LINE_NEEDS and _LINE_NEEDS[name] not in support.features:
+            report.line(name).note = "not searched: declared unsupported, or its keyword is not in the signature"
     if not support.backward:
         for name in (AUTOGRAD_LINE, "dq", "dk", "dv"):
             report.line(name).note = "kernel declares no backward"

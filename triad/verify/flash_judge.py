@@ -40,7 +40,7 @@ from reference.flash_attention import (
 )
 from reference.score_mods import softcap_forward
 from torch_impl.kernels import TORCH_DTYPES
-from triad.tolerance import attention_magnitudes, max_abs_err
+from triad.tolerance import EPS_BY_DTYPE, attention_magnitudes, max_abs_err
 from triad.verify.flash_cases import FlashCase
 from triad.verify.judge import (
     AUTOGRAD_LINE,
@@ -171,6 +171,11 @@ def call_flash_kernel(kernel: Kernel, q: torch.Tensor, k: torch.Tensor, v: torch
     return out, lse
 
 
+def dtype_of_eps(eps: float) -> str:
+    """The dtype name whose machine epsilon is ``eps`` (float16's for float16, though bfloat16's differs)."""
+    return next(name for name, e in EPS_BY_DTYPE.items() if e == eps)
+
+
 def lse_shape(case: FlashCase) -> tuple[int, ...]:
     return (case.B, case.H, case.Lq) if case.interface == "flash" else (case.H, sum(case.seqlens_q))
 
@@ -187,6 +192,10 @@ def run_flash_kernel(kernel: Kernel, case: FlashCase, arrays: dict[str, Any], dt
     result = {"out": out.detach().cpu().double().numpy()}
     if lse is not None:
         result["lse"] = lse.detach().cpu().double().numpy()
+        # FlashAttention returns the LSE in float32 whatever the inputs: it is judged at its own dtype's rounding
+        # when that is coarser than the inputs'
+        lse_dtype = next((n for n, t in TORCH_DTYPES.items() if t == lse.dtype), dtype)
+        result["lse_eps"] = np.array(max(EPS_BY_DTYPE[dtype], EPS_BY_DTYPE[lse_dtype]))
     if not backward:
         return result
     if not out.requires_grad:
