@@ -1,12 +1,13 @@
 """Measure ``triad verify --interface flash|varlen``: how close correct kernels come to the bound, and how soon
 each planted bug is caught and with which diagnosis.
 
-    PYTHONPATH=. python benchmarks/verify_flash_margins.py correct [SEEDS] [EXAMPLES]
+    PYTHONPATH=. python benchmarks/verify_flash_margins.py correct [SEEDS] [EXAMPLES] [DTYPE]
     PYTHONPATH=. python benchmarks/verify_flash_margins.py planted [SEEDS] [EXAMPLES]
 
 ``SEEDS`` is a range such as ``0-10`` (the default); ``EXAMPLES`` the search budget after the coverage cases
-(default: the default run's 200). "worst error / allowed" is the largest ``margin`` over the out/lse/dq/dk/dv
-checks (worst element and mean) of every case; 1.0 would fail.
+(default: the default run's 200); ``DTYPE`` float32 or float64 (default: both). "worst error / allowed"
+is the largest ``margin`` over the out/lse/dq/dk/dv checks (worst element and mean) of every case; 1.0
+would fail.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ def _seeds(text: str) -> range:
     return range(int(first), int(last or first) + 1)
 
 
-def correct(seeds: range, examples: int) -> None:
+def correct(seeds: range, examples: int, dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
     print("| dtype | kernel | seeds | worst error / allowed | tensor | verdicts |")
     print("| --- | --- | --- | --- | --- | --- |")
     kernels = [(name, interface, kernel) for name, (interface, kernel) in CORRECT_FLASH.items()] + BUILTINS
-    for dtype in ("float32", "float64"):
+    for dtype in dtypes:
         for label, interface, kernel in kernels:
             worst, where, verdicts = 0.0, "", set()
             for seed in seeds:
@@ -71,5 +72,8 @@ if __name__ == "__main__":
     chosen = _seeds(sys.argv[2] if len(sys.argv) > 2 else "0-10")
     budget = int(sys.argv[3]) if len(sys.argv) > 3 else DEFAULT_MAX_EXAMPLES
     started = time.perf_counter()
-    {"correct": correct, "planted": planted}[mode](chosen, budget)
+    if mode == "correct":
+        correct(chosen, budget, (sys.argv[4],) if len(sys.argv) > 4 else ("float32", "float64"))
+    else:
+        planted(chosen, budget)
     print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
