@@ -62,17 +62,28 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
+def matmul_rate(threads: int) -> float:
+    """The fp64 matmul rate with ``threads`` BLAS threads, measured in a fresh interpreter like the points."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, __file__, "--matmul"], capture_output=True, text=True, check=True, env=env)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
 
 
-def run_reference(L: int, causal: bool, block_size: int | None) -> dict:
+def run_reference(L: int, causal: bool, block_size: int | None, threads: int) -> dict:
+    from reference import flash_attention
     from reference.flash_attention import flash_attention_backward, flash_attention_forward
 
+    flash_attention.EXP_THREADS = threads
+
     q, k, v, dout = np.random.default_rng(0).standard_normal((4, 1, L, 1, D_HEAD))  # (1, L, 1, d) each
-    small = q[:, :256]
-    flash_attention_backward(small, flash_attention_forward(small, small, small, block_size=block_size)[2])  # warm-up
+    small = q[:, :1024]  # warm-up: BLAS threads, the thread pool, the allocator
+    flash_attention_backward(small, flash_attention_forward(small, small, small, causal=causal,
+                                                            block_size=block_size)[2])
     tracemalloc.start()
     started = time.perf_counter()
     out, _, cache = flash_attention_forward(q, k, v, causal=causal, block_size=block_size)
@@ -85,26 +96,33 @@ def run_reference(L: int, causal: bool, block_size: int | None) -> dict:
     return {"seconds": seconds, "forward_seconds": forward_s, "peak_bytes": peak, "memory_measure": "tracemalloc"}
 
 
-def run_torch(L: int, causal: bool, impl: str) -> dict:
+def torch_attention(q, k, v, causal: bool, impl: str):
+    """fwd of the torch baselines: SDPA, or the plain softmax(s q k^T + mask) v."""
     import torch
     import torch.nn.functional as F
 
+    if impl == "torch-sdpa":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    L = q.shape[-2]
+    scores = (q * D_HEAD**-0.5) @ k.transpose(-1, -2)  # (1, 1, L, L)
+    if causal:
+        scores = scores.masked_fill(~torch.ones(L, L, dtype=torch.bool).tril(), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def run_torch(L: int, causal: bool, impl: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(0)
     q, k, v, dout = (torch.randn(1, 1, L, D_HEAD, dtype=torch.float64, generator=generator) for _ in range(4))
     for x in (q, k, v):
         x.requires_grad_(True)
-    small = q[:, :, :256].detach().requires_grad_(True)
-    F.scaled_dot_product_attention(small, small, small).sum().backward()  # warm-up: lazy initialisation
-    (torch.softmax(small @ small.transpose(-1, -2), dim=-1) @ small).sum().backward()
+    small = [x[:, :, :2048].detach().requires_grad_(True) for x in (q, k, v)]
+    torch_attention(*small, causal, impl).backward(dout[:, :, :2048])  # warm-up: the first backward costs ~1 s
     before = _rss_bytes()
     started = time.perf_counter()
-    if impl == "torch-sdpa":
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    else:
-        scores = (q * D_HEAD**-0.5) @ k.transpose(-1, -2)  # (1, 1, L, L)
-        if causal:
-            scores = scores.masked_fill(~torch.ones(L, L, dtype=torch.bool).tril(), float("-inf"))
-        out = torch.softmax(scores, dim=-1) @ v
+    out = torch_attention(q, k, v, causal, impl)
     forward_s = time.perf_counter() - started
     out.backward(dout)
     seconds = time.perf_counter() - started
@@ -113,19 +131,20 @@ def run_torch(L: int, causal: bool, impl: str) -> dict:
             "memory_measure": "peak RSS growth", "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def run_point(impl: str, L: int, causal: bool, block_size: int) -> dict:
+def run_point(impl: str, L: int, causal: bool, block_size: int, threads: int) -> dict:
     if impl.startswith("reference"):
-        return run_reference(L, causal, None if impl == "reference-dense" else block_size)
-    return run_torch(L, causal, impl)
+        return run_reference(L, causal, None if impl == "reference-dense" else block_size, threads)
+    return run_torch(L, causal, impl, threads)
 
 
-def measure(impl: str, L: int, causal: bool, block_size: int, timeout_s: float) -> dict:
+def measure(impl: str, L: int, causal: bool, block_size: int, threads: int, timeout_s: float) -> dict:
     """One point in a fresh interpreter; returns its row (status 'ok', 'timeout' or 'error')."""
     row = {"impl": impl, "L": L, "d": D_HEAD, "causal": causal, "block_size": block_size if impl == "reference-tiled"
            else None, "flops": flops(L, causal), "loadavg_before": os.getloadavg()}
-    command = [sys.executable, __file__, "--point", impl, str(L), str(int(causal)), str(block_size)]
+    command = [sys.executable, __file__, "--point", impl, str(L), str(int(causal)), str(block_size), str(threads)]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}  # BLAS, torch
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {**row, "status": "timeout", "message": f"over {timeout_s:.0f} s"}
     if done.returncode != 0:
@@ -151,15 +170,16 @@ def plot(rows: list[dict], matmul: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_rate, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for impl in IMPLS:
+    for color, impl in enumerate(IMPLS):
         for causal, style in ((False, "-"), (True, "--")):
             points = [r for r in rows if r["impl"] == impl and r["causal"] == causal and r["status"] == "ok"]
             if not points:
                 continue
             label = f"{impl}{' causal' if causal else ''}"
             Ls = [r["L"] for r in points]
-            ax_rate.plot(Ls, [r["gflops"] for r in points], style, marker="o", label=label)
-            ax_mem.plot(Ls, [r["peak_bytes"] / 2**20 for r in points], style, marker="o", label=label)
+            ax_rate.plot(Ls, [r["gflops"] for r in points], style, color=f"C{color}", marker="o", label=label)
+            ax_mem.plot(Ls, [r["peak_bytes"] / 2**20 for r in points], style, color=f"C{color}", marker="o",
+                        label=label)
     ax_rate.axhline(matmul, color="grey", linestyle=":", label=f"fp64 matmul {matmul:.0f} GFLOP/s")
     ax_rate.axhline(0.6 * matmul, color="grey", linestyle="-.", linewidth=0.8, label="60% of matmul")
     ax_mem.axhline(128, color="red", linestyle=":", linewidth=0.8, label="128 MiB")
@@ -186,16 +206,21 @@ def main() -> None:
     parser.add_argument("--skip-noncausal-above", type=int, default=32768, help="the longest runs: causal only")
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "flash-reference-cpu")
-    parser.add_argument("--point", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS, torch and exp threads")
+    parser.add_argument("--point", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--matmul", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.matmul:
+        print(matmul_gflops())
+        return
     if args.point:
-        impl, L, causal, block_size = args.point
-        print(json.dumps(run_point(impl, int(L), causal == "1", int(block_size))))
+        impl, L, causal, block_size, threads = args.point
+        print(json.dumps(run_point(impl, int(L), causal == "1", int(block_size), int(threads))))
         return
     from reference.flash_attention import DEFAULT_BLOCK_SIZE
 
     block_size = args.block_size or DEFAULT_BLOCK_SIZE
-    matmul_before = matmul_gflops()
+    matmul_before = matmul_rate(args.threads)
     rows = []
     for L in args.lengths:
         for causal in (False, True):
@@ -206,11 +231,11 @@ def main() -> None:
                     continue
                 if impl.startswith("torch") and args.torch_max_len < L:
                     continue
-                row = measure(impl, L, causal, block_size, args.timeout_s)
+                row = measure(impl, L, causal, block_size, args.threads, args.timeout_s)
                 rows.append(row)
                 print(json.dumps({k: row.get(k) for k in ("impl", "L", "causal", "status", "seconds", "gflops",
                                                         "peak_bytes", "loadavg_before")}), flush=True)
-    matmul = max(matmul_before, matmul_gflops())
+    matmul = max(matmul_before, matmul_rate(args.threads))
     for row in rows:
         if row["status"] == "ok":
             row["matmul_share"] = row["gflops"] / matmul
@@ -218,7 +243,7 @@ def main() -> None:
               "dtype": "float64", "mode": "fwd+bwd", "block_size": block_size,
               "flop_convention": "fwd 4 L^2 d, fwd+bwd 3.5x fwd, causal counted as half (FlashAttention's)",
               "memory_convention": "reference: tracemalloc peak over fwd+bwd, inputs excluded; torch: peak RSS growth",
-              "dense_budget_gib": args.dense_budget_gib, "matmul_gflops_fp64": matmul,
+              "dense_budget_gib": args.dense_budget_gib, "threads": args.threads, "matmul_gflops_fp64": matmul,
               "matmul_gflops_fp64_before": matmul_before, "numpy": np.__version__, "python": platform.python_version(),
               "platform": platform.platform(), "cpu_count": os.cpu_count(),
               "cpu_model": _cpu_model(),

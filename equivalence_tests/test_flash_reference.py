@@ -99,7 +99,7 @@ def test_tiled_equals_dense_on_a_long_causal_window_with_everything_on() -> None
 
 def test_tiled_equals_dense_when_the_exponentials_are_split_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiles of >= 64k scores split their exponentials over threads (rows apart): the same numbers."""
-    monkeypatch.setattr(flash_attention, "_EXP_THREADS", 3)
+    monkeypatch.setattr(flash_attention, "EXP_THREADS", 3)
     case = FlashCase(B=1, Lq=400, Lk=700, n_kv=1, n_rep=2, d=5, dv=3, causal=True, window=(-1, -1), softcap=2.0,
                      alibi="geometric", softmax_scale=None, seed=4)
     arrays = case.arrays()

@@ -98,7 +98,8 @@ from reference.validate import (
 )
 
 DEFAULT_BLOCK_SIZE = 512  # measured: benchmarks/flash_reference_bench.py
-_EXP_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# The threads a large tile's exponentials are split over (one per core; 1 keeps the tiled algorithm on one core).
+EXP_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _EXP_THREADED_MIN_SIZE = 1 << 16  # below ~64k scores a thread hand-off costs more than it saves
 
 
@@ -211,10 +212,10 @@ def exp_shifted_inplace(scores: np.ndarray, shift: np.ndarray) -> np.ndarray:
     BLAS; so a large tile's rows are split over a thread per core (NumPy's ufuncs release the GIL).
     """
     n_rows = scores.shape[-2]
-    if _EXP_THREADS == 1 or scores.size < _EXP_THREADED_MIN_SIZE:
+    if EXP_THREADS == 1 or scores.size < _EXP_THREADED_MIN_SIZE:
         _exp_rows(scores, shift, slice(None))
         return scores
-    bounds = np.linspace(0, n_rows, _EXP_THREADS + 1).astype(int)
+    bounds = np.linspace(0, n_rows, EXP_THREADS + 1).astype(int)
     chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
     list(_exp_pool().map(_exp_rows, [scores] * len(chunks), [shift] * len(chunks), chunks))
     return scores
@@ -222,7 +223,7 @@ def exp_shifted_inplace(scores: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _exp_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=_EXP_THREADS, thread_name_prefix="flash-exp")
+    return ThreadPoolExecutor(max_workers=EXP_THREADS, thread_name_prefix="flash-exp")
 
 
 def tiles(p: Problem, block_size: int) -> Iterator[tuple[slice, list[tuple[slice, bool]]]]:

@@ -37,13 +37,19 @@ import numpy as np
 import torch
 
 from reference.attention import attention_backward, attention_forward
+from reference.flash_attention import (
+    flash_attention_backward,
+    flash_attention_forward,
+    flash_attention_varlen_backward,
+    flash_attention_varlen_forward,
+)
 from torch_impl.native import flash_attention as native_flash
 from torch_impl.native import flex_attention as native_flex
 from torch_impl.native.attention import BACKENDS, SDPA_HAS_GQA
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch import flash_attention as scratch_flash
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from torch_impl.validate import check_attention_inputs
+from torch_impl.validate import check_attention_inputs, check_flash_call
 
 Kernel = Callable[..., torch.Tensor]
 # The dtypes kernels are verified and timed in, by the names the command line uses.
@@ -100,6 +106,48 @@ def reference_sdpa(
     return _ReferenceAttention.apply(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
+class _ReferenceFlash(torch.autograd.Function):
+    """The NumPy FlashAttention interface and its hand-written backward, seen from torch (CPU tensors only).
+    The LSE is an output, not differentiable (as in FlashAttention)."""
+
+    @staticmethod
+    def forward(ctx: Any, q, k, v, cu_seqlens_q, cu_seqlens_k, options):  # type: ignore[override]
+        arrays = [t.detach().cpu().numpy() for t in (q, k, v)]
+        if cu_seqlens_q is None:
+            out, lse, ctx.cache = flash_attention_forward(*arrays, **options)
+        else:
+            out, lse, ctx.cache = flash_attention_varlen_forward(*arrays, cu_seqlens_q.cpu().numpy(),
+                                                                 cu_seqlens_k.cpu().numpy(), **options)
+        ctx.varlen = cu_seqlens_q is not None
+        lse_t = torch.from_numpy(lse)
+        ctx.mark_non_differentiable(lse_t)
+        return torch.from_numpy(out), lse_t
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor, _dlse: torch.Tensor):  # type: ignore[override]
+        backward = flash_attention_varlen_backward if ctx.varlen else flash_attention_backward
+        dq, dk, dv = backward(dout.detach().cpu().numpy(), ctx.cache)
+        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None, None, None
+
+
+def reference_flash_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: torch.Tensor | None = None,
+    cu_seqlens_k: torch.Tensor | None = None, max_seqlen_q: int | None = None, max_seqlen_k: int | None = None,
+    *, softmax_scale: float | None = None, causal: bool = False, window_size: tuple[int, int] = (-1, -1),
+    softcap: float = 0.0, alibi_slopes: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NumPy reference of FlashAttention's interface as a torch kernel (CPU; float32 or float64): dense, or
+    packed when ``cu_seqlens_q/k`` are given (``FLASH_KERNELS["reference"]`` names both)."""
+    cu_seqlens = None if cu_seqlens_q is None else (cu_seqlens_q, cu_seqlens_k)
+    check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size, softcap=softcap,
+                     alibi_slopes=alibi_slopes, cu_seqlens=cu_seqlens, max_seqlens=(max_seqlen_q, max_seqlen_k))
+    if q.device.type != "cpu":
+        raise ValueError(f"q: the NumPy reference runs on the CPU only, got device {q.device}")
+    options = {"softmax_scale": softmax_scale, "causal": causal, "window_size": window_size, "softcap": softcap,
+               "alibi_slopes": None if alibi_slopes is None else alibi_slopes.detach().cpu().numpy()}
+    return _ReferenceFlash.apply(q, k, v, cu_seqlens_q, cu_seqlens_k, options)
+
+
 def _pinned(backend: str) -> Kernel:
     def kernel(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *,  # type: ignore[no-untyped-def]
                enable_gqa=False):
@@ -143,6 +191,7 @@ class FlashKernel:
 
 
 FLASH_KERNELS: dict[str, FlashKernel] = {
+    "reference": FlashKernel(reference_flash_attention, reference_flash_attention),
     "scratch": FlashKernel(scratch_flash.flash_attention, scratch_flash.flash_attention_varlen),
     # native: SDPA with masks, FlexAttention for softcap (no backward on the CPU) and for the LSE
     "native": FlashKernel(native_flash.flash_attention, native_flash.flash_attention_varlen,
