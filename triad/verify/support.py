@@ -84,8 +84,8 @@ BUILTIN_SUPPORT: dict[str, KernelSupport] = {
 
 # FlashAttention's interfaces: no built-in has dropout there; FlexAttention has no backward on the CPU.
 FLASH_BUILTIN_SUPPORT: dict[str, KernelSupport] = {
-    "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), dropout=False),
-} | {name: KernelSupport(dropout=False, backward=fk.backward_on_cpu) for name, fk in FLASH_KERNELS.items()}
+    name: KernelSupport(dropout=False, backward=fk.backward_on_cpu) for name, fk in FLASH_KERNELS.items()
+} | {"reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), dropout=False)}
 
 
 def declared_support(kernel: Any, supports: KernelSupport | None = None) -> KernelSupport:
