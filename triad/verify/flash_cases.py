@@ -7,7 +7,7 @@ choice (the simplest). Before the search, ``flash_coverage_cases`` checks one sm
 as the SDPA interface does per mask kind, so that no feature goes unseen.
 
 Lengths come from 1-12 and from the tile boundaries kernels block by (multiples of 16, 64 and 128,
-and one either side), up to ``KernelSupport.max_length`` keys (300 by default).
+and one either side), up to ``KernelSupport.max_length`` keys (``FLASH_MAX_LENGTH`` = 300 when not declared).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ TILE_LENGTHS = (15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192, 193
 FLASH_HEAD_DIMS = (32, 64, 65, 128)
 SOFTCAPS = (1.0, 2.5, 5.0, 50.0)
 FLASH_LOGIT_SCALES = (1.0, 10.0, 100.0)
+FLASH_MAX_LENGTH = 300  # "a few hundred keys" by default: every tile boundary up to 257
 MAX_WORK = 2**21  # multiply-adds B * H * Lq * Lk * d of one case (the float64 oracle stays cheap)
 
 
@@ -110,6 +111,11 @@ class FlashCase:
         return arrays
 
 
+def longest(support: KernelSupport) -> int:
+    """The longest length drawn: the declared ``max_length``, else ``FLASH_MAX_LENGTH``."""
+    return support.max_length or FLASH_MAX_LENGTH
+
+
 def flash_features(support: KernelSupport) -> tuple[str, ...]:
     """The family features searched: those declared (all when none are declared)."""
     return support.features or FEATURES
@@ -158,14 +164,14 @@ def flash_coverage_cases(support: KernelSupport, interface: str) -> list[tuple[s
             cases.append(("Lq > Lk + 1, window left only",
                           _case(interface, ((17,) * 2, (7,) * 2), support, 91, window=(3, -1))))
     if interface == "flash":
-        for i, n in enumerate(t for t in (64, 65, 128, 129) if t <= support.max_length):
+        for i, n in enumerate(t for t in (64, 65, 128, 129) if t <= longest(support)):
             case = _case(interface, ((n,), (n,)), support, 100 + i, causal=i % 2 == 1)
             cases.append((f"tile boundary L = {n}", case))
     return cases
 
 
 def _lengths(support: KernelSupport) -> st.SearchStrategy[int]:
-    edges = [n for n in TILE_LENGTHS if n <= support.max_length]
+    edges = [n for n in TILE_LENGTHS if n <= longest(support)]
     return st.one_of(st.integers(1, 12), st.sampled_from(edges)) if edges else st.integers(1, 12)
 
 
@@ -188,7 +194,7 @@ def flash_cases(draw: st.DrawFn, support: KernelSupport, interface: str) -> Flas
         seqlens = ((Lq,) * B, (Lk,) * B)
     else:
         n = draw(st.integers(1, 5))
-        short = st.one_of(st.integers(0, 12), st.sampled_from([t for t in TILE_LENGTHS if t <= 65]))
+        short = st.one_of(st.integers(0, 12), st.sampled_from([t for t in TILE_LENGTHS if t <= min(65, longest(support))]))
         seq_q = tuple(draw(st.lists(short, min_size=n, max_size=n)))
         seq_k = tuple(draw(st.lists(short, min_size=n, max_size=n))) if support.different_lengths else seq_q
         seqlens = (seq_q, seq_k)

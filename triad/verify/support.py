@@ -45,13 +45,13 @@ class KernelSupport:
     # The attention family's features (torch_impl.kernels.FEATURES) it has; opt-in: through SDPA's signature
     # only "gqa" can be asked for, as enable_gqa=True, which a kernel must then accept.
     features: tuple[str, ...] = ()
+    max_length: int | None = None  # longest Lq, Lk drawn (None: any); for a kernel that is slow where it runs
     # FlashAttention's interfaces (``--interface flash|varlen``), where an empty ``features`` means all of them
     # (less any whose keyword the kernel's signature lacks): the H / Hkv ratios taken (MQA is Hkv = 1 with
-    # any of them), the longest length drawn, and the LSE's convention under causal ALiBi: "definition"
-    # (log sum exp of the biased scores) or "fa2" (FlashAttention 2 biases by +slope*j there, which shifts
-    # the LSE by slope * (i + Lk - Lq) and leaves the output unchanged).
+    # any of them) and the LSE's convention under causal ALiBi: "definition" (log sum exp of the biased
+    # scores) or "fa2" (FlashAttention 2 biases by +slope*j there, which shifts the LSE by
+    # slope * (i + Lk - Lq) and leaves the output unchanged).
     gqa_ratios: tuple[int, ...] = (2, 3, 4, 8)
-    max_length: int = 300
     alibi_lse: str = "definition"
 
     def __post_init__(self) -> None:
@@ -60,6 +60,8 @@ class KernelSupport:
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
+        if self.max_length is not None and self.max_length < 17:
+            raise ValueError(f"max_length: expected None or at least 17 (a tail tile), got {self.max_length}")
         if self.alibi_lse not in ("definition", "fa2"):
             raise ValueError(f"alibi_lse: expected 'definition' or 'fa2', got {self.alibi_lse!r}")
         if not 1 <= self.min_head_dim <= self.max_head_dim:
