@@ -194,7 +194,8 @@ def flash_cases(draw: st.DrawFn, support: KernelSupport, interface: str) -> Flas
         seqlens = ((Lq,) * B, (Lk,) * B)
     else:
         n = draw(st.integers(1, 5))
-        short = st.one_of(st.integers(0, 12), st.sampled_from([t for t in TILE_LENGTHS if t <= min(65, longest(support))]))
+        edges = [t for t in TILE_LENGTHS if t <= min(65, longest(support))]
+        short = st.one_of(st.integers(0, 12), st.sampled_from(edges))
         seq_q = tuple(draw(st.lists(short, min_size=n, max_size=n)))
         seq_k = tuple(draw(st.lists(short, min_size=n, max_size=n))) if support.different_lengths else seq_q
         seqlens = (seq_q, seq_k)
