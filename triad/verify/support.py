@@ -51,7 +51,7 @@ class KernelSupport:
     # any of them) and the LSE's convention under causal ALiBi: "definition" (log sum exp of the biased
     # scores) or "fa2" (FlashAttention 2 biases by +slope*j there, which shifts the LSE by
     # slope * (i + Lk - Lq) and leaves the output unchanged).
-    gqa_ratios: tuple[int, ...] = (2, 3, 4, 8)
+    gqa_ratios: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     alibi_lse: str = "definition"
 
     def __post_init__(self) -> None:
