@@ -4,7 +4,9 @@ Each case is built, checked against the float64 reference and timed by the same 
 (``triad.bench.runner``); pytest-benchmark only does the timing and the bookkeeping. On CUDA the timed
 callable ends with ``torch.cuda.synchronize()``, so the time is the GPU's. A kernel that declines a case
 (no kernel for it on this device, a declared dtype it lacks) or runs out of memory is skipped with the
-reason; one whose output disagrees with the reference fails. ``extra_info`` carries the FLOPs
+reason; one whose output disagrees with the reference fails. An out-of-memory while timing (inside
+``benchmark.pedantic``) skips the test too, after the case's tensors and autograd graph are dropped and
+the CUDA cache emptied, so that the next cases do not run out of memory in its wake. ``extra_info`` carries the FLOPs
 (``triad.bench.flops``), TFLOP/s, peak memory, device and backend; each group is one shape, dtype and mode,
 so ``--benchmark-group-by=group`` lines the kernels up against each other.
 """
@@ -20,7 +22,7 @@ from torch_impl.kernels import resolve_kernel
 from triad.bench.flops import attention_flops
 from triad.bench.grid import Case
 from triad.bench.measure import peak_memory_bytes, synchronize
-from triad.bench.runner import Inputs, checked_inputs, exception_status, mode_call
+from triad.bench.runner import Inputs, accepts_gqa, checked_inputs, exception_status, mode_call
 from triad.verify.support import declared_support
 
 ROUNDS, WARMUP = 25, 3
@@ -48,6 +50,8 @@ def _inputs(kernel: Any, case: Case) -> tuple[Inputs, tuple[float, float]]:
         support = declared_support(kernel)
         if case.device not in support.devices or case.dtype not in support.dtypes:
             pytest.skip(f"{case.kernel} declares devices {support.devices}, dtypes {support.dtypes}")
+        if case.shape.group > 1 and not accepts_gqa(kernel):
+            pytest.skip(f"{case.kernel} takes no enable_gqa keyword: cannot express GQA")
         try:
             _checked[case] = checked_inputs(kernel, case, seed=0)
         except Exception as exc:
@@ -61,6 +65,25 @@ def _skip_or_raise(exc: Exception) -> NoReturn:
     if status not in ("unsupported", "oom"):
         raise exc
     pytest.skip(f"{status}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+
+
+def _free(device: str) -> None:
+    """Drop the shared inputs (and through them any autograd graph) and hand cached CUDA memory back."""
+    _checked.clear()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _timed_or_skip_reason(benchmark: Any, timed: Any, setup: Any) -> str:
+    """Run ``benchmark.pedantic``; "" when it ran, the skip reason when the kernel ran out of memory (raises
+    anything else). The exception and its frames are gone when this returns, so the memory can be freed."""
+    try:
+        benchmark.pedantic(timed, setup=setup, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+    except Exception as exc:
+        if exception_status(exc) != "oom":
+            raise
+        return f"oom: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    return ""
 
 
 def test_attention(benchmark: Any, case: Case, mode: str) -> None:
@@ -82,7 +105,11 @@ def test_attention(benchmark: Any, case: Case, mode: str) -> None:
 
     shape = case.shape
     benchmark.group = f"{device} {case.dtype} {shape.label()} {'causal' if case.causal else 'full'} {mode}"
-    benchmark.pedantic(timed, setup=setup, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+    oom = _timed_or_skip_reason(benchmark, timed, setup)
+    if oom:
+        del call, timed, setup, inputs  # the closures hold the bwd graph and the inputs
+        _free(device)
+        pytest.skip(oom)
     inputs.clear_grads()
     flops = attention_flops(shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal, mode)
     median_s = benchmark.stats.stats.median if benchmark.stats is not None else None  # None: --benchmark-disable

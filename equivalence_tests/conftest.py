@@ -17,6 +17,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# Our Triton kernel on a machine without CUDA runs under Triton's interpreter, which Triton reads when a
+# kernel is defined: set it here, before any test imports torch_impl.triton_attention. It changes nothing
+# else: torch's CPU paths (eager, inductor's C++ backend, FlexAttention on CPU) do not go through Triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 _SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=_SLOW_DRAWS)

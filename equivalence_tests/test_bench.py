@@ -9,9 +9,9 @@ import copy
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
-import jsonschema
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -51,8 +51,13 @@ def tiny_report() -> dict:
     return run_grid(tiny_grid())
 
 
+def jsonschema() -> types.ModuleType:
+    """The optional ``jsonschema`` package (a dev extra, absent on the GPU machine): its tests skip without it."""
+    return pytest.importorskip("jsonschema")
+
+
 def validate(report: dict) -> None:
-    jsonschema.Draft202012Validator(load_schema()).validate(report)
+    jsonschema().Draft202012Validator(load_schema()).validate(report)
 
 
 def tiny_case(kernel: str = "user", device: str = "cpu", dtype: str = "float32", causal: bool = False,
@@ -64,7 +69,7 @@ def tiny_case(kernel: str = "user", device: str = "cpu", dtype: str = "float32",
 
 
 def test_schema_is_a_valid_json_schema() -> None:
-    jsonschema.Draft202012Validator.check_schema(load_schema())
+    jsonschema().Draft202012Validator.check_schema(load_schema())
 
 
 def test_real_run_json_validates_against_schema(tiny_report: dict, tmp_path: Path) -> None:
@@ -90,7 +95,7 @@ def test_schema_rejects_a_broken_report(tiny_report: dict, breakage: str) -> Non
         ok_row["rounds"] = 3
     else:
         ok_row["speed"] = 1.0
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema().ValidationError):
         validate(report)
 
 
@@ -305,7 +310,7 @@ def test_full_grid_gives_the_gpu_the_cpu_shapes_for_the_speedup() -> None:
     (lambda: DeviceGrid("tpu", F32, (8,), (8,), 16, 16, (16,), 1.0), "device: expected 'cpu' or 'cuda'"),
     (lambda: Grid("quick", ("scratch",), (), rounds=10), "rounds: expected at least 25"),
     (lambda: Grid("quick", ("scratch",), (), modes=("fwd", "backward")), "modes: expected a subset"),
-    (lambda: preset("medium"), "preset: expected 'quick' or 'full'"),
+    (lambda: preset("medium"), "preset: expected one of"),
 ])
 def test_bad_grid_arguments_are_rejected(make, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -384,3 +389,177 @@ def test_unwritable_output_paths_are_usage_errors_before_the_run(tmp_path: Path)
         result = CliRunner().invoke(app, ["bench", "--kernel", "scratch", flag, str(tmp_path / "a_file" / "x")])
         assert result.exit_code == 2 and f"{flag}: cannot write" in result.output, result.output
         assert "matmul peak" not in result.output  # refused before anything ran
+
+
+# Non-finite figures, GQA, the two float32 ceilings, the GPU presets ----------------------------------------
+
+
+def _nan_output(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """A kernel that returns NaN everywhere (as a broken cuDNN graph might)."""
+    return torch.full_like(scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale), float("nan"))
+
+
+def test_a_nan_kernel_is_written_as_null_figures_flagged_in_the_json(tmp_path: Path) -> None:
+    report = run_grid(tiny_grid(kernels=(f"{__name__}:_nan_output",)))
+    assert {r["status"] for r in report["rows"]} == {"wrong"}
+    path = tmp_path / "nan.json"
+    write_json(report, path)  # used to raise: allow_nan=False
+    written = json.loads(path.read_text())
+    assert all(r["check_err"] is None for r in written["rows"])
+    assert {f"/rows/{i}/check_err" for i in range(len(written["rows"]))} <= set(written["non_finite"])
+    write_plot(report, tmp_path / "nan.png")
+
+
+def test_a_non_finite_figure_anywhere_becomes_null_and_is_flagged_once(tiny_report: dict, tmp_path: Path) -> None:
+    report = copy.deepcopy(tiny_report)
+    ok = next(i for i, r in enumerate(report["rows"]) if r["status"] == "ok")
+    report["rows"][ok]["peak_share"] = float("inf")
+    report["matmul_peaks"][0]["tflops"] = float("nan")
+    path = tmp_path / "flagged.json"
+    write_json(report, path)
+    write_json(json.loads(path.read_text()), path)  # a second write keeps the flags, without duplicates
+    written = json.loads(path.read_text())
+    assert written["rows"][ok]["peak_share"] is None and written["matmul_peaks"][0]["tflops"] is None
+    assert sorted(written["non_finite"]) == sorted([f"/rows/{ok}/peak_share", "/matmul_peaks/0/tflops"])
+    validate(written)
+
+
+def _gqa_by_repeat(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):  # type: ignore[no-untyped-def]
+    """GQA done right: query head h reads K/V head h // (H / Hkv)."""
+    if enable_gqa:
+        k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], dim=1) for x in (k, v))  # (B, H, L, d)
+    return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+def _gqa_modulo(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):  # type: ignore[no-untyped-def]
+    """GQA done wrong: query head h reads K/V head h % Hkv (right only when Hkv is 1 or H)."""
+    if enable_gqa:
+        k, v = (x.repeat(1, q.shape[1] // x.shape[1], 1, 1) for x in (k, v))  # (B, H, L, d)
+    return scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale)
+
+
+@pytest.mark.parametrize(("group", "H"), [(2, 4), (4, 8)])
+def test_gqa_cases_time_kernels_that_take_enable_gqa_and_catch_the_modulo_mapping(group: int, H: int) -> None:
+    cpu = DeviceGrid("cpu", F32, (8,), (16,), tokens=16, width=8 * H, matmul_sizes=(16,), budget_s=60.0,
+                     groups=(group,))
+    kernels = (f"{__name__}:_gqa_by_repeat", f"{__name__}:_gqa_modulo", "scratch")
+    rows = run_grid(Grid("quick", kernels, (cpu,), causal=(False, True), rounds=25, warmup=1))["rows"]
+    status = {(r["kernel"].rsplit(":", 1)[-1], r["causal"]): r["status"] for r in rows}
+    assert all(r["Hkv"] == H // group for r in rows)
+    assert status[("_gqa_by_repeat", False)] == status[("_gqa_by_repeat", True)] == "ok"
+    assert status[("_gqa_modulo", False)] == status[("_gqa_modulo", True)] == "wrong"
+    scratch = [r for r in rows if r["kernel"] == "scratch"]
+    assert {r["status"] for r in scratch} == {"unsupported"} and "enable_gqa" in scratch[0]["message"]
+
+
+def test_cuda_float32_rows_use_the_ceiling_their_kernel_can_use() -> None:
+    from triad.bench.runner import case_row
+
+    def tf32(kernel: str, device: str = "cuda", dtype: str = "float32") -> bool:
+        return case_row(tiny_case(kernel, device=device, dtype=dtype), "fwd", "ok").matmul_peak_tf32
+
+    assert tf32("sdpa-efficient") and tf32("native") and tf32("my_pkg.attn:flash")  # may use the tensor cores
+    assert not tf32("sdpa-math") and not tf32("scratch") and not tf32("reference")  # IEEE float32 via cuBLAS
+    assert not tf32("sdpa-efficient", dtype="bfloat16") and not tf32("sdpa-efficient", device="cpu")
+
+
+def test_tf32_matmul_peak_restores_the_setting_and_copy_bandwidth_is_measured() -> None:
+    from triad.bench.measure import copy_bandwidth_gbs, matmul_peak_tflops
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    tflops, n = matmul_peak_tflops("cpu", "float32", (16,), rounds=25, warmup=1, tf32=not before)
+    assert tflops > 0 and n == 16 and torch.backends.cuda.matmul.allow_tf32 == before
+    assert copy_bandwidth_gbs("cpu", 2**16, rounds=25, warmup=1) > 0
+    with pytest.raises(ValueError, match="nbytes: expected at least 8"):
+        copy_bandwidth_gbs("cpu", 4, rounds=25, warmup=1)
+
+
+def test_the_gpu_preset_is_the_issue_grid_and_smoke_is_its_plan_on_the_cpu() -> None:
+    gpu = preset("gpu")
+    (cuda,) = gpu.devices
+    assert cuda.device == "cuda" and cuda.dtypes == ("bfloat16", "float16") and set(cuda.head_dims) == {64, 128}
+    assert cuda.lengths == (512, 1024, 2048, 4096, 8192, 16384) and cuda.groups == (1, 8)
+    assert gpu.causal == (False, True) and gpu.modes == ("fwd", "bwd", "fwd+bwd")
+    assert {c.shape.Hkv for c in gpu.cases() if c.shape.d_head == 128} == {16, 2}  # GQA 8:1
+    smoke = preset("smoke", ("scratch",), budget_s=3.0)
+    assert [g.device for g in smoke.devices] == ["cpu"] and smoke.devices[0].budget_s == 3.0
+    assert {c.shape.group for c in smoke.cases()} == {1, 2}
+    with pytest.raises(ValueError, match="budget_s: expected seconds >= 0"):
+        preset("quick", budget_s=-1.0)
+
+
+def test_bench_command_refuses_the_gpu_preset_without_cuda_and_conflicting_presets() -> None:
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, ["bench", "--preset", "gpu"])
+        assert result.exit_code == 2 and "needs CUDA" in result.output
+    result = CliRunner().invoke(app, ["bench", "--preset", "smoke", "--full"])
+    assert result.exit_code == 2 and "expected one preset" in result.output
+
+
+class _OomBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        raise MemoryError("host out of memory (planted)")
+
+
+def _oom_in_backward(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Right forward; the backward runs out of memory, inside the timed region of ``benchmark.pedantic``."""
+    return _OomBackward.apply(scratch_sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale))
+
+
+def _benchmark_suite(*args: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-rs", "-p", "no:cacheprovider",
+               "--bench-preset", "smoke", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_the_benchmark_suite_skips_an_out_of_memory_inside_the_timing_and_keeps_going() -> None:
+    out = _benchmark_suite("--bench-kernel", f"{__name__}:_oom_in_backward", "--benchmark-disable")
+    assert "oom: MemoryError: host out of memory (planted)" in out, out[-3000:]
+    assert "4 passed" in out, out[-3000:]  # fwd of each plain case; bwd, fwd+bwd skipped; GQA cases skipped
+
+
+def test_the_benchmark_suite_has_a_time_budget() -> None:
+    out = _benchmark_suite("--bench-kernel", "scratch", "--bench-budget", "0", "--benchmark-disable")
+    assert "24 skipped" in out and "--bench-budget" in out, out[-3000:]
+
+
+# What a person reads: piped or narrow output, empty panels, the verdict ------------------------------------
+
+
+def test_piped_report_is_one_line_per_row_within_80_columns(tiny_report: dict) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from triad.bench.report import print_report
+
+    buffer = StringIO()
+    print_report(tiny_report, Console(file=buffer, width=80))  # a file: not a terminal, as when piped
+    lines = buffer.getvalue().splitlines()
+    row_lines = [line for line in lines if line.startswith("  ") and line.split()[0] in ("ok", "unsupported")]
+    assert len(row_lines) == len(tiny_report["rows"])  # one line each, nothing wrapped onto a second line
+    assert all(len(line) <= 80 for line in row_lines)
+    assert all(kernel in "\n".join(row_lines) for kernel in TINY_KERNELS)  # names in full
+    assert "reference within 2x of scratch everywhere: " in " ".join(buffer.getvalue().split())
+
+
+def test_quick_preset_runs_both_dtypes_on_a_small_grid_with_a_generous_budget() -> None:
+    grid = preset("quick")
+    cpu = grid.devices[0]
+    assert set(cpu.dtypes) == {"float32", "float64"} and max(cpu.lengths) <= 256 and cpu.budget_s >= 600
+
+
+def test_a_panel_without_data_says_why() -> None:
+    from triad.bench.report import _why_empty
+
+    report = run_grid(tiny_grid(kernels=("scratch", "reference"), budget_s=0.0))
+    assert _why_empty(report["rows"], "cpu", "float32", 8, "fwd") == \
+        "no data:\nevery kernel: skipped (time budget of 0 s spent)"

@@ -137,7 +137,7 @@ def test_scratch_linear_rejects_bad_input_naming_the_argument() -> None:
     [
         ({"weight": np.ones(4)}, r"weight: expected \(D,\) with D=3 like x \(2, 3\), got \(4,\)"),
         ({"bias": np.ones((1, 3))}, r"bias: expected \(D,\) with D=3 like x \(2, 3\), got \(1, 3\)"),
-        ({"eps": 0.0}, r"eps: expected a positive float, got 0.0"),
+        ({"eps": 0.0}, r"eps: expected a finite number > 0, got 0.0"),
     ],
 )
 def test_layer_norm_rejects_bad_input_naming_the_argument(kwargs, message) -> None:

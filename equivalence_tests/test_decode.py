@@ -72,7 +72,7 @@ def test_generate_appends_tokens_and_stops_rows_at_eos():
 
 
 def test_decoding_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="temperature: expected a float >= 0"):
+    with pytest.raises(ValueError, match="temperature: expected a finite float >= 0"):
         next_token(np.zeros((1, 3)), -1.0)
     with pytest.raises(TypeError, match=r"rng: expected a numpy Generator to sample at temperature 0\.5"):
         next_token(np.zeros((1, 3)), 0.5)

@@ -30,13 +30,9 @@ from reference.score_mods import (
     softcap_backward,
     softcap_forward,
 )
-from triad.tolerance import FD_REL_BOUND, FD_STEP, max_rel_err
+from triad.tolerance import FD_REL_BOUND, FD_STEP, SAME_MATHS_REL_BOUND, max_rel_err
 
 GRADS = ("dq", "dk", "dv")
-# Tiled vs dense, packed vs one by one, GQA vs repeated K/V: the same maths in another summation order, a
-# few dozen terms at unit scale, so ~1e-15 is expected; 1e-12 keeps a margin (a real bug is off by >= 1e-3).
-# (Belongs in triad.tolerance beside F64_REL_BOUND at merge.)
-SAME_MATHS_REL_BOUND = 1e-12
 
 
 def run(arrays: dict[str, np.ndarray], **kwargs) -> dict[str, np.ndarray]:

@@ -86,7 +86,7 @@ def test_train_cli_writes_json_plot_and_a_checkpoint_that_generate_reads(tmp_pat
     assert ckpt.task == {"name": "copy", "length": 8}
     outputs = set()
     for impl in IMPLEMENTATIONS:  # the same greedy continuation from the same weights on all three
-        generated = CliRunner().invoke(app, ["generate", str(tmp_path / "m.safetensors"), "--prompt", "1010",
+        generated = CliRunner().invoke(app, ["generate", str(tmp_path / "m.safetensors"), "--prompt", "10101010",
                                              "--impl", impl])
         assert generated.exit_code == 0, generated.output
         assert set(generated.output.strip()) <= {"0", "1"}

@@ -31,7 +31,7 @@ def test_interface_is_inferred_from_the_parameter_names() -> None:
     assert infer_interface(lambda q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None: q) == "sdpa"
     report = verify_attention(CORRECT_FLASH["flash_online_16"][1], max_examples=1)
     assert report.interface == "flash" and report.interface_inferred, report.summary()
-    assert "flash interface, inferred" in report.summary()
+    assert "flash interface inferred from its signature" in report.summary()
 
 
 def test_bad_interface_and_builtin_without_it_are_refused() -> None:
@@ -132,4 +132,4 @@ def test_relations_run_and_the_repro_script_replays(tmp_path: Path) -> None:
 def test_cli_interface_option() -> None:
     result = CliRunner().invoke(app, ["verify", "reference", "--interface", "varlen", "--max-examples", "2"])
     assert result.exit_code == 0, result.output
-    assert "varlen interface, given" in " ".join(result.output.split())
+    assert "varlen interface as given" in " ".join(result.output.split())

@@ -47,7 +47,7 @@ import numpy as np
 
 from reference.score_mods import repeat_kv_backward, repeat_kv_forward
 from reference.softmax import masked_softmax_forward, softmax_backward
-from reference.validate import check_attention_shapes, check_dropout_p, check_gqa_heads
+from reference.validate import check_attention_shapes, check_dropout_p, check_gqa_heads, check_scale
 
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
@@ -104,13 +104,12 @@ def attention_forward(
     n_rep = check_gqa_heads(q.shape, k.shape, v.shape) if enable_gqa else 1
     _check_inputs(q, k, v, attn_mask, n_rep)
     check_dropout_p(dropout_p)
+    check_scale(scale)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     E, Lq, Lk = q.shape[-1], q.shape[-2], k.shape[-2]
     if scale is None:
         scale = 1.0 / np.sqrt(E)
-    elif not np.isfinite(scale):
-        raise ValueError(f"scale: expected a finite float, got {scale}")
     scale = q.dtype.type(scale)  # a float64 scalar would silently promote float32 work to float64
     k = repeat_kv_forward(k, n_rep, axis=-3)  # (B, H, Lk, E): query head h reads K/V head h // n_rep
     v = repeat_kv_forward(v, n_rep, axis=-3)  # (B, H, Lk, Ev)

@@ -7,9 +7,10 @@ on each stack (``nn.Transformer`` adds one even in post-norm).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
+
+from reference.validate import check_real
 
 Activation = Literal["relu", "gelu", "gelu_tanh"]
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
@@ -51,15 +52,13 @@ class TransformerConfig:
                 f"d_model: expected a multiple of n_heads={self.n_heads}, got {self.d_model} "
                 f"(d_head would be {self.d_model / self.n_heads:g})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        check_real("dropout", self.dropout, 0.0, 1.0, open_high=True, what="a probability")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
         for name in ("norm_first", "bias", "final_norm", "tie_weights", "scale_embedding"):
             if not isinstance(getattr(self, name), bool):  # "false" from a file is truthy: refuse it
                 raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
-        if not (self.layer_norm_eps > 0.0 and math.isfinite(self.layer_norm_eps)):
-            raise ValueError(f"layer_norm_eps: expected a positive finite float, got {self.layer_norm_eps}")
+        check_real("layer_norm_eps", self.layer_norm_eps, 0.0, open_low=True, what="a positive finite float")
         if isinstance(self.n_outputs, bool) or not isinstance(self.n_outputs, int) or self.n_outputs < 1:
             raise ValueError(f"n_outputs: expected a positive int (1 for a regressor), got {self.n_outputs!r}")
         smallest_vocab = min(self.src_vocab_size, self.tgt_vocab_size)

@@ -49,18 +49,13 @@ from reference.layer_norm import layer_norm_forward
 from reference.layers import residual_in, residual_out
 from reference.linear import linear_forward
 from reference.masks import causal_mask
-from reference.models import (
-    check_tokens,
-    decoder_lm_param_shapes,
-    embedding_scale,
-    encoder_decoder_param_shapes,
-)
+from reference.models import decoder_lm_param_shapes, embedding_scale, encoder_decoder_param_shapes
 from reference.multi_head_attention import merge_heads, split_heads
-from reference.params import check_param_shapes, sub_params
+from reference.params import sub_params
 from reference.positional_encoding import sinusoidal_table
 from reference.softmax import softmax_forward
 from reference.stacks import encoder_forward
-from reference.validate import fmt_shape
+from reference.validate import check_param_shapes, check_real, check_tokens, fmt_shape
 
 Params = dict[str, np.ndarray]
 
@@ -74,8 +69,10 @@ def next_token(
         raise ValueError(
             f"logits: expected floating (B, V) with V >= 1, got {logits.dtype} {fmt_shape(logits.shape)}"
         )
-    if not temperature >= 0.0:
-        raise ValueError(f"temperature: expected a float >= 0 (0 = greedy), got {temperature}")
+    check_real("temperature", temperature, 0.0, what="a finite float")
+    if np.isnan(logits).any():
+        rows = np.flatnonzero(np.isnan(logits).any(axis=-1)).tolist()
+        raise ValueError(f"logits: NaN in rows {rows}: no token can be chosen (greedy would pick id 0)")
     if temperature == 0.0:
         return np.argmax(logits, axis=-1).astype(np.int64)  # (B,)
     if not isinstance(rng, np.random.Generator):

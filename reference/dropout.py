@@ -10,25 +10,9 @@ identity. To compare runs, the keep-mask is either given (``keep``) or drawn fro
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from reference.validate import fmt_shape
-
-
-def check_keep(keep: Any, x_shape: tuple[int, ...], p: float) -> None:
-    """keep: a boolean array of x's shape, and only when p > 0 (same message in every implementation)."""
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p: expected a probability in [0, 1), got {p}")
-    if keep is None:
-        return
-    if p == 0.0:
-        raise ValueError("keep: given, but p is 0 (dropout is then the identity)")
-    if str(keep.dtype) not in ("bool", "torch.bool"):
-        raise TypeError(f"keep: expected a boolean keep-mask, got dtype {keep.dtype}")
-    if tuple(keep.shape) != tuple(x_shape):
-        raise ValueError(f"keep: expected the shape of x {fmt_shape(x_shape)}, got {fmt_shape(keep.shape)}")
+from reference.validate import check_keep
 
 
 def dropout_forward(

@@ -15,28 +15,11 @@ plain fancy-index assignment would keep only the last one). Tokens are integers:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
-
-
-def check_embedding_inputs(tokens: Any, weight_shape: tuple[int, ...]) -> None:
-    """tokens (B, L) integers in [0, V), weight (V, D): the same message in every implementation."""
-    if len(weight_shape) != 2:
-        raise ValueError(f"weight: expected (V, D), got {fmt_shape(weight_shape)}")
-    if len(tokens.shape) != 2:
-        raise ValueError(f"tokens: expected (B, L), got {fmt_shape(tokens.shape)}")
-    if "int" not in str(tokens.dtype):
-        raise TypeError(f"tokens: expected an integer dtype, got {tokens.dtype}")
-    if math.prod(tokens.shape) == 0:
-        raise ValueError(f"tokens: expected a non-empty (B, L), got {fmt_shape(tokens.shape)}")
-    V = weight_shape[0]
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= V:
-        raise ValueError(f"tokens: expected ids in [0, {V}) for a vocabulary of V={V}, got ids from {low} to {high}")
+from reference.validate import check_embedding_inputs
 
 
 def embedding_forward(

@@ -22,20 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
-
-
-def check_layer_norm_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...] | None,
-                            bias_shape: tuple[int, ...] | None, eps: float) -> None:
-    """x (..., D), weight (D,), bias (D,): the same message in every implementation."""
-    if len(x_shape) < 1:
-        raise ValueError(f"x: expected (..., D) (at least 1 dim), got {fmt_shape(x_shape)}")
-    D = x_shape[-1]
-    for name, shape in (("weight", weight_shape), ("bias", bias_shape)):
-        if shape is not None and tuple(shape) != (D,):
-            raise ValueError(f"{name}: expected (D,) with D={D} like x {fmt_shape(x_shape)}, got {fmt_shape(shape)}")
-    if not float(eps) > 0.0:
-        raise ValueError(f"eps: expected a positive float, got {eps}")
+from reference.validate import check_layer_norm_shapes
 
 
 def layer_norm_forward(

@@ -45,9 +45,9 @@ from reference.config import TransformerConfig
 from reference.dropout import dropout_backward, dropout_forward
 from reference.feed_forward import feed_forward_backward, feed_forward_forward
 from reference.layer_norm import layer_norm_backward, layer_norm_forward
-from reference.multi_head_attention import check_mask_shape, mha_backward, mha_forward, mha_param_shapes
-from reference.params import check_param_shapes, prefix_params, sub_params
-from reference.validate import fmt_shape
+from reference.multi_head_attention import mha_backward, mha_forward, mha_param_shapes
+from reference.params import prefix_params, sub_params
+from reference.validate import check_layer_input, check_mask_shape, check_param_shapes, fmt_shape
 
 
 def norm_param_shapes(name: str, config: TransformerConfig) -> dict[str, tuple[int, ...]]:
@@ -109,12 +109,6 @@ def draw_dropout_keeps(
         return {site: rng.random(shape) >= config.dropout for site, shape in shapes.items()}
     check_param_shapes(dropout_keeps, shapes, "dropout_keeps")
     return dict(dropout_keeps)
-
-
-def check_layer_input(x_shape: tuple[int, ...], d_model: int, argument: str) -> None:
-    """An activation (B, L, d_model); shared by the scratch layers so both raise the same message."""
-    if len(x_shape) != 3 or x_shape[2] != d_model:
-        raise ValueError(f"{argument}: expected (B, L, d_model) with d_model={d_model}, got {fmt_shape(x_shape)}")
 
 
 def residual_in(x: np.ndarray, params: dict, norm: str, config: TransformerConfig) -> tuple[np.ndarray, Any]:

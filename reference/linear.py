@@ -20,21 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
-
-
-def check_linear_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...],
-                        bias_shape: tuple[int, ...] | None) -> None:
-    """x (..., in), weight (out, in), bias (out,): the same message in every implementation."""
-    if len(weight_shape) != 2:
-        raise ValueError(f"weight: expected (out, in), got {fmt_shape(weight_shape)}")
-    n_out, n_in = weight_shape
-    if len(x_shape) < 1 or x_shape[-1] != n_in:
-        raise ValueError(f"x: expected (..., in) with in={n_in} like weight {fmt_shape(weight_shape)}, "
-                         f"got {fmt_shape(x_shape)}")
-    if bias_shape is not None and tuple(bias_shape) != (n_out,):
-        raise ValueError(f"bias: expected (out,) with out={n_out} like weight {fmt_shape(weight_shape)}, "
-                         f"got {fmt_shape(bias_shape)}")
+from reference.validate import check_linear_shapes
 
 
 def linear_forward(

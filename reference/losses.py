@@ -32,33 +32,12 @@ same shape, with :math:`N` elements,
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from reference.softmax import log_softmax_forward
-from reference.validate import fmt_shape
-
-
-def check_loss_inputs(logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> None:
-    """logits (..., V), targets (...) integers in [0, V) or ignore_index, smoothing in [0, 1]: the same message
-    in every implementation."""
-    if tuple(targets.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(f"targets: expected the shape of logits without its last axis "
-                         f"{fmt_shape(logits.shape[:-1])}, got {fmt_shape(targets.shape)}")
-    if "int" not in str(targets.dtype):
-        raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"label_smoothing: expected a float in [0, 1], got {label_smoothing}")
-    V = logits.shape[-1]
-    valid = targets[targets != ignore_index]
-    if valid.shape[0] == 0:
-        raise ValueError(f"targets: every target equals ignore_index={ignore_index}; the mean loss is undefined")
-    low, high = int(valid.min()), int(valid.max())
-    if low < 0 or high >= V:
-        raise ValueError(f"targets: expected ids in [0, {V}) or ignore_index={ignore_index}, "
-                         f"got ids from {low} to {high}")
+from reference.validate import check_loss_inputs, check_mse_inputs
 
 
 def _smoothed_cross_entropy(
@@ -118,18 +97,6 @@ def paper_label_smoothing_forward(
 def paper_label_smoothing_backward(dloss: float, cache: dict[str, Any]) -> np.ndarray:
     """dloss (scalar) -> dlogits (..., V)."""
     return _smoothed_cross_entropy_backward(dloss, cache)
-
-
-def check_mse_inputs(predicted: Any, targets: Any) -> None:
-    """predicted and targets of one shape, targets floating, at least one element: the same message in every
-    implementation (torch's ``mse_loss`` would broadcast mismatched shapes with only a warning)."""
-    if tuple(targets.shape) != tuple(predicted.shape):
-        raise ValueError(f"targets: expected the shape of predicted {fmt_shape(predicted.shape)}, "
-                         f"got {fmt_shape(targets.shape)}")
-    if "float" not in str(targets.dtype):
-        raise TypeError(f"targets: expected a floating dtype, got {targets.dtype}")
-    if math.prod(predicted.shape) == 0:
-        raise ValueError(f"predicted: expected at least one element, got shape {fmt_shape(predicted.shape)}")
 
 
 def mse_forward(predicted: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

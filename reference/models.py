@@ -75,7 +75,7 @@ from reference.dropout import dropout_backward, dropout_forward
 from reference.embedding import embedding_backward, embedding_forward
 from reference.linear import linear_backward, linear_forward
 from reference.masks import padding_mask
-from reference.params import check_param_shapes, prefix_params, sub_params
+from reference.params import prefix_params, sub_params
 from reference.positional_encoding import (
     positional_encoding_backward,
     positional_encoding_forward,
@@ -92,43 +92,9 @@ from reference.stacks import (
     encoder_forward,
     encoder_param_shapes,
 )
-from reference.validate import fmt_shape
+from reference.validate import check_classifier_tokens, check_param_shapes, check_tokens, fmt_shape
 
 Params = dict[str, np.ndarray]
-
-
-def check_tokens(name: str, tokens: Any, vocab_size: int, max_len: int) -> None:
-    """Token ids (B, L): integers in [0, vocab_size), 1 <= L <= max_len. Shared by all three implementations.
-
-    ``tokens`` is anything NumPy can read (a torch tensor must be on the CPU).
-    """
-    shape = tuple(getattr(tokens, "shape", np.shape(tokens)))
-    tokens = np.asarray(tokens)
-    if not np.issubdtype(tokens.dtype, np.integer):  # bool is not an integer dtype in NumPy
-        raise TypeError(f"{name}: expected integer token ids, got dtype {tokens.dtype}")
-    if len(shape) != 2:
-        raise ValueError(f"{name}: expected token ids of shape (B, L), got {fmt_shape(shape)}")
-    batch, length = shape
-    if batch == 0 or length == 0:
-        raise ValueError(
-            f"{name}: expected a non-empty batch of non-empty sequences (B, L >= 1), got {fmt_shape(shape)}"
-        )
-    if length > max_len:
-        raise ValueError(f"{name}: sequence length {length} is longer than max_len={max_len}")
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= vocab_size:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name}: expected token ids in [0, {vocab_size}), got {bad}")
-
-
-def check_classifier_tokens(tokens: Any, config: TransformerConfig) -> None:
-    """check_tokens for the classifier, and no sequence made only of padding (its mean pooling would be 0/0)."""
-    check_tokens("tokens", tokens, config.src_vocab_size, config.max_len)
-    only_padding = np.all(np.asarray(tokens) == config.pad_id, axis=1)  # (B,)
-    if np.any(only_padding):
-        raise ValueError(
-            f"tokens: sequence {int(np.argmax(only_padding))} holds only pad_id={config.pad_id}; nothing to pool"
-        )
 
 
 def embedding_scale(config: TransformerConfig) -> float:

@@ -40,20 +40,9 @@ import numpy as np
 
 from reference.attention import attention_backward, attention_forward
 from reference.linear import linear_backward, linear_forward
-from reference.params import check_param_shapes
-from reference.validate import fmt_shape, is_broadcastable
+from reference.validate import check_mha_inputs, check_param_shapes
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-def check_heads(d_model: int, n_heads: int) -> None:
-    """d_model must split into n_heads equal heads (shared by all three implementations)."""
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(f"n_heads: expected a positive int, got {n_heads!r}")
-    if d_model % n_heads != 0:
-        raise ValueError(
-            f"d_model: expected a multiple of n_heads={n_heads}, got {d_model} (d_head would be {d_model / n_heads:g})"
-        )
 
 
 def mha_param_shapes(d_model: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
@@ -64,27 +53,6 @@ def mha_param_shapes(d_model: int, bias: bool = True) -> dict[str, tuple[int, ..
         if bias:
             shapes[f"{proj}.bias"] = (d_model,)
     return shapes
-
-
-def check_mha_inputs(x_q_shape: tuple[int, ...], x_kv_shape: tuple[int, ...], n_heads: int) -> None:
-    """x_q (B, Lq, D) and x_kv (B, Lk, D) with one B and one D, D a multiple of n_heads."""
-    if len(x_q_shape) != 3:
-        raise ValueError(f"x_q: expected (B, Lq, d_model), got {fmt_shape(x_q_shape)}")
-    B, _, D = x_q_shape
-    if len(x_kv_shape) != 3 or x_kv_shape[0] != B or x_kv_shape[2] != D:
-        raise ValueError(
-            f"x_kv: expected (B, Lk, d_model) with B={B} and d_model={D} like x_q, got {fmt_shape(x_kv_shape)}"
-        )
-    check_heads(D, n_heads)
-
-
-def check_mask_shape(mask: Any, target: tuple[int, ...], argument: str) -> None:
-    """A mask (NumPy or torch, or None) must broadcast to ``target`` = (B, H, Lq, Lk)."""
-    if mask is not None and not is_broadcastable(tuple(mask.shape), target):
-        raise ValueError(
-            f"{argument}: expected a shape broadcastable to (B, H, Lq, Lk) = {fmt_shape(target)}, "
-            f"got {fmt_shape(tuple(mask.shape))}"
-        )
 
 
 def split_heads(x: np.ndarray, n_heads: int) -> np.ndarray:

@@ -44,17 +44,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference.validate import fmt_shape
+from reference.validate import check_real, fmt_shape
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the total norm
 
 
 def _check_hyper(name: str, value: float, low: float, high: float | None = None) -> None:
-    """value in [low, high) (or [low, inf) without high); ValueError naming it otherwise."""
-    ok = value >= low and (high is None or value < high)
-    if not ok:
-        interval = f"[{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"{name}: expected a value {interval}, got {value}")
+    """value finite in [low, high) (or >= low without high); TypeError or ValueError naming it otherwise."""
+    check_real(name, value, low, high, open_high=high is not None, what="a finite value")
 
 
 class Optimizer:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from reference.validate import fmt_shape
-
 T = TypeVar("T")
 
 
@@ -26,20 +24,3 @@ def prefix_params(grads: Mapping[str, T], prefix: str) -> dict[str, T]:
     return {f"{prefix}.{key}": value for key, value in grads.items()}
 
 
-def check_param_shapes(params: Mapping[str, object], expected: Mapping[str, tuple[int, ...]], argument: str) -> None:
-    """Raise ValueError naming the first missing, extra or mis-shaped key of ``params``.
-
-    ``params`` may hold NumPy arrays or torch tensors (only ``.shape`` is read); ``argument``
-    is the name the caller knows the dictionary by, e.g. ``"params"`` or ``"state_dict"``.
-    """
-    for key, shape in expected.items():
-        if key not in params:
-            raise ValueError(f"{argument}: missing key {key!r}, expected shape {fmt_shape(shape)}")
-        got = tuple(params[key].shape)
-        if got != tuple(shape):
-            raise ValueError(f"{argument}[{key!r}]: expected shape {fmt_shape(shape)}, got {fmt_shape(got)}")
-    extra = sorted(set(params) - set(expected))
-    if extra:
-        raise ValueError(
-            f"{argument}: unexpected key {extra[0]!r} (all extra keys: {extra}); expected {sorted(expected)}"
-        )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.validate import fmt_shape
+from reference.validate import check_positional_inputs
 
 
 def sinusoidal_table(max_len: int, d_model: int, dtype: Any = np.float64) -> np.ndarray:
@@ -34,17 +34,6 @@ def sinusoidal_table(max_len: int, d_model: int, dtype: Any = np.float64) -> np.
     table[:, 0::2] = np.sin(angle)  # even columns 2i
     table[:, 1::2] = np.cos(angle[:, : d_model // 2])  # odd columns 2i + 1 (one fewer when d is odd)
     return table.astype(dtype)
-
-
-def check_positional_inputs(x_shape: tuple[int, ...], table_shape: tuple[int, ...]) -> None:
-    """x (B, L, D) with L <= max_len and D = d_model of the table: the same message in every implementation."""
-    if len(x_shape) != 3:
-        raise ValueError(f"x: expected (B, L, D) (batch first), got {fmt_shape(x_shape)}")
-    max_len, d_model = table_shape
-    if x_shape[2] != d_model:
-        raise ValueError(f"x: expected (B, L, D) with D={d_model} like the table, got {fmt_shape(x_shape)}")
-    if x_shape[1] > max_len:
-        raise ValueError(f"x: sequence length L={x_shape[1]} exceeds the table's max_len={max_len}")
 
 
 def positional_encoding_forward(x: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, None]:

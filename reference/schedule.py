@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from reference.validate import check_real
+
 
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -33,8 +35,7 @@ def warmup_rate(step: int, d_model: int, warmup_steps: int, factor: float = 1.0)
         )
     _check_positive_int("d_model", d_model)
     _check_positive_int("warmup_steps", warmup_steps)
-    if not factor > 0.0:
-        raise ValueError(f"factor: expected a positive float, got {factor}")
+    check_real("factor", factor, 0.0, open_low=True, what="a positive finite float")
     return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
 
 

@@ -11,6 +11,10 @@ Backward. The Jacobian is :math:`\partial y_i / \partial x_j = y_i(\delta_{ij} -
 Log-softmax: :math:`z = x - m - \log\sum_j e^{x_j - m}` and
 :math:`dx = dz - \mathrm{softmax}(x) \sum_i dz_i`.
 
+**A row of -inf only** (a row that may attend to nothing) has softmax 0 and log-softmax -inf, in all three
+implementations, as attention's fully masked rows: the shift uses ``m = 0`` there and the empty sum is
+divided by (or the log taken of) 1. NaN in a row gives NaN in that row.
+
 Masked rows (attention): ``masked_softmax_forward`` takes scores with ``-inf`` at hidden keys and also
 returns the log-sum-exp :math:`\mathrm{LSE} = m + \log\sum_j e^{x_j - m}`. A row with no visible key
 (all ``-inf``) would be ``0/0``: its probabilities are defined as 0 (so its output and gradient are 0)
@@ -22,12 +26,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.validate import check_softmax_input
+
+
+def _row_shift(x: np.ndarray) -> np.ndarray:
+    """x (..., N) -> m (..., 1): the row's max, 0 on a row of -inf only (so that x - m stays -inf, not NaN)."""
+    m = np.max(x, axis=-1, keepdims=True)  # (..., 1)
+    return np.where(m == -np.inf, 0.0, m).astype(x.dtype)  # (..., 1)
+
 
 def softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x (..., N) -> y (..., N); returns (y, cache) with cache = y."""
-    m = np.max(x, axis=-1, keepdims=True)  # (..., 1)
-    e = np.exp(x - m)  # (..., N)
-    y = e / np.sum(e, axis=-1, keepdims=True)  # (..., N)
+    check_softmax_input(x)
+    e = np.exp(x - _row_shift(x))  # (..., N)
+    row_sum = np.sum(e, axis=-1, keepdims=True)  # (..., 1); 0 on a row of -inf only
+    y = e / np.where(row_sum == 0, 1.0, row_sum).astype(x.dtype)  # (..., N)
     return y, y
 
 
@@ -54,10 +67,11 @@ def masked_softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def log_softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x (..., N) -> z (..., N) = log softmax(x); returns (z, cache) with cache = softmax(x)."""
-    m = np.max(x, axis=-1, keepdims=True)  # (..., 1)
-    shifted = x - m  # (..., N)
-    log_sum = np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))  # (..., 1)
-    z = shifted - log_sum  # (..., N)
+    check_softmax_input(x)
+    shifted = x - _row_shift(x)  # (..., N)
+    row_sum = np.sum(np.exp(shifted), axis=-1, keepdims=True)  # (..., 1); 0 on a row of -inf only
+    log_sum = np.log(np.where(row_sum == 0, 1.0, row_sum)).astype(x.dtype)  # (..., 1)
+    z = shifted - log_sum  # (..., N); -inf on a row of -inf only
     return z, np.exp(z)
 
 

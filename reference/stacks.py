@@ -34,7 +34,6 @@ import numpy as np
 from reference.config import TransformerConfig
 from reference.layer_norm import layer_norm_backward, layer_norm_forward
 from reference.layers import (
-    check_layer_input,
     decoder_layer_backward,
     decoder_layer_forward,
     decoder_layer_param_shapes,
@@ -46,7 +45,8 @@ from reference.layers import (
     norm_param_shapes,
 )
 from reference.masks import causal_mask
-from reference.params import check_param_shapes, prefix_params, sub_params
+from reference.params import prefix_params, sub_params
+from reference.validate import check_layer_input, check_param_shapes
 
 
 def per_layer(layer_shapes: Mapping[str, tuple[int, ...]], n_layers: int) -> dict[str, tuple[int, ...]]:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference.params import check_param_shapes
+from reference.validate import check_param_shapes
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 

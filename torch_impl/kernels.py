@@ -12,6 +12,8 @@ Built-in names:
 ``sdpa-flash``      ``efficient``, ``cudnn``); a case the backend cannot run raises
 ``sdpa-efficient``  ``RuntimeError`` instead of silently falling back
 ``sdpa-cudnn``
+``triton``          our FlashAttention-2 kernel in Triton (``torch_impl.triton_attention``): needs the
+                    ``[triton]`` extra; CUDA, or the CPU under ``TRITON_INTERPRET=1``; no ``attn_mask``
 ``flex``            FlexAttention (``torch.nn.attention.flex_attention``, eager): masks as a
                     ``mask_mod``/``score_mod``; no dropout, and no backward on the CPU (both
                     refused with ``NotImplementedError``, a declined case)
@@ -29,6 +31,7 @@ Anything else is read as ``package.module:function`` (``:Class.method`` works to
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +161,26 @@ def _pinned(backend: str) -> Kernel:
     return kernel
 
 
+TRITON_MISSING = "triton: needs the [triton] extra: pip install 'transformer-triad[triton]'"
+
+
+def triton_sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """``torch_impl.triton_attention.triton_sdpa``, imported at the first call: Triton reads
+    ``TRITON_INTERPRET`` when the kernels are defined, so importing them with the registry would fix it."""
+    from torch_impl.triton_attention import triton_sdpa as kernel
+
+    return kernel(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
 BUILTIN_KERNELS: dict[str, Kernel] = {
     "reference": reference_sdpa,
     "scratch": scratch_sdpa,
@@ -199,6 +222,10 @@ FLASH_KERNELS: dict[str, FlashKernel] = {
     "flex": FlashKernel(native_flex.flex_flash_attention, native_flex.flex_flash_attention_varlen,
                         backward_on_cpu=False),
 }
+if importlib.util.find_spec("triton") is not None:  # absent without the [triton] extra; resolve_kernel says so
+    BUILTIN_KERNELS["triton"] = triton_sdpa
+    # GQA through enable_gqa; windows, softcap and the LSE through torch_impl.triton_attention.triton_flash_attention
+    BUILTIN_FEATURES["triton"] = ("gqa", "window", "softcap", "lse")
 
 
 def resolve_kernel(spec: str | Kernel) -> Kernel:
@@ -209,6 +236,8 @@ def resolve_kernel(spec: str | Kernel) -> Kernel:
         raise KernelNotFoundError(f"kernel: expected a name or 'package.module:function', got {spec!r}")
     if spec in BUILTIN_KERNELS:
         return BUILTIN_KERNELS[spec]
+    if spec == "triton":
+        raise KernelNotFoundError(TRITON_MISSING)
     if ":" not in spec:
         raise KernelNotFoundError(
             f"kernel: {spec!r} is not a built-in kernel ({', '.join(BUILTIN_KERNELS)}) "

@@ -15,6 +15,7 @@ from reference.validate import (
     check_flash_dtypes,
     check_flash_shapes,
     check_gqa_heads,
+    check_scale,
     check_softcap,
     check_softmax_scale,
     check_window_size,
@@ -26,6 +27,7 @@ TORCH_FLASH_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 def check_attention_inputs(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float,
+    scale: float | None = None,
     enable_gqa: bool = False,
 ) -> int:
     """Raise TypeError/ValueError naming the argument, as the NumPy reference does; returns ``n_rep``
@@ -52,7 +54,33 @@ def check_attention_inputs(
     k_shape, v_shape = (x.shape if n_rep == 1 else (*x.shape[:-3], x.shape[-3] * n_rep, *x.shape[-2:]) for x in (k, v))
     check_attention_shapes(q.shape, k_shape, v_shape, None if attn_mask is None else attn_mask.shape)
     check_dropout_p(dropout_p)
+    check_scale(scale)
+    if attn_mask is not None and attn_mask.is_floating_point():
+        check_additive_mask(attn_mask)
     return n_rep
+
+
+def check_additive_mask(attn_mask: torch.Tensor) -> None:
+    """A float (additive) mask holds no NaN and no +inf, as the reference requires: either would turn its rows
+    into NaN. This reads the mask's values, so on a GPU it waits for the device (one sync per call); a boolean
+    keep-mask needs no such check."""
+    if bool(torch.isnan(attn_mask).any()) or bool(torch.isposinf(attn_mask).any()):
+        raise ValueError("attn_mask: an additive mask must not hold NaN or +inf")
+
+
+def check_device(device: str) -> torch.device:
+    """'cpu' or 'cuda' (with an index, 'cuda:1'), CUDA only where this torch has it: a clear ValueError rather
+    than torch's ``AssertionError: Torch not compiled with CUDA enabled`` halfway through building a model."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}") from exc
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but this torch sees no CUDA device "
+                         f"(torch {torch.__version__}, torch.cuda.is_available() is False); use --device cpu")
+    return parsed
 
 
 def dtype_name(dtype: torch.dtype) -> str:

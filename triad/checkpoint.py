@@ -41,7 +41,7 @@ from safetensors import safe_open
 from safetensors.numpy import save as safetensors_save
 
 from reference.config import TransformerConfig
-from reference.params import check_param_shapes
+from reference.validate import check_param_shapes
 from torch_impl.convert import load_native, load_scratch
 
 FORMAT = "transformer-triad/1"
@@ -145,6 +145,8 @@ def load_checkpoint(
     """Read and check a checkpoint; ``kind`` and ``expected_shapes``, when given, must match the file."""
     path = Path(path)
     source = f"checkpoint {str(path)!r}"
+    if path.is_dir():
+        raise CheckpointError(f"{source}: is a folder, expected a .safetensors file written by triad train --save")
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
@@ -157,6 +159,9 @@ def load_checkpoint(
     for name, array in params.items():
         if not np.issubdtype(array.dtype, np.floating):
             raise CheckpointError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected a floating dtype")
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{source}: tensor {name!r} holds {int(np.sum(~np.isfinite(array)))} NaN or "
+                                  f"infinite values of {array.size}: the weights are unusable")
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{source}: not a transformer-triad checkpoint "

@@ -28,6 +28,41 @@ def _fmt(err: float) -> str:
     return f"{err:.1e}"
 
 
+WIDE_TABLE_COLUMNS = 160  # the check table's width with every gradient on one line; below it, one line per row
+
+
+def _check_table(results: list) -> Table:
+    table = Table(title="triad check: worst relative error against the float64 NumPy reference")
+    for column in ("component", "implementations", "dtype", "output", "gradients", "bound", "pass"):
+        table.add_column(column, justify="right" if column in ("output", "bound") else "left")
+    for r in results:
+        grads = "  ".join(f"{name} {_fmt(err)}" for name, err in r.grad_errs.items()) or "-"
+        table.add_row(r.name, r.implementations, r.dtype, _fmt(r.max_rel_err_out), grads, _fmt(r.bound),
+                      "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
+    return table
+
+
+def _print_check_lines(results: list, console: Console) -> None:
+    """Under 80 columns: the component's full name on a line of its own, then one line per comparison
+    (implementation against the reference, dtype, output error, worst gradient error, bound), and a line
+    per gradient over the bound; every gradient is in --json."""
+    console.print("triad check: worst relative error against the float64 NumPy reference", highlight=False)
+    component = None
+    for r in results:
+        if r.name != component:
+            component = r.name
+            console.print(f"[bold]{component}[/]", highlight=False)
+        worst = max(r.grad_errs.values(), default=None)
+        verdict = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
+        implementation = r.implementations.replace(" vs reference", "")
+        console.print(f"  {verdict}  {implementation:<18}  {r.dtype:<7}  out {_fmt(r.max_rel_err_out)}  "
+                      f"grad {'-      ' if worst is None else _fmt(worst)}  bound {_fmt(r.bound)}",
+                      highlight=False, soft_wrap=True)
+        for name, err in r.grad_errs.items():
+            if err > r.bound:
+                console.print(f"        {name}: {_fmt(err)} over the bound", highlight=False, soft_wrap=True)
+
+
 def _importable_from_here() -> None:
     """Let ``MODULE:FUNCTION`` name a module in the working directory, as ``python -m`` does."""
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -40,23 +75,26 @@ def check(
 ) -> None:
     """Run reference, scratch and native on the same weights and inputs; compare every output and gradient."""
     from triad.agreement import run_checks
+    from triad.output_paths import OutputPathError, check_output_paths, write_output
 
     console = Console()
+    try:
+        check_output_paths({"--json": json_path})
+    except OutputPathError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=2) from None
     started = time.perf_counter()
     results = run_checks()
     elapsed = time.perf_counter() - started
 
-    table = Table(title="triad check: worst relative error against the float64 NumPy reference")
-    for column in ("component", "implementations", "dtype", "output", "gradients", "bound", "pass"):
-        table.add_column(column, justify="right" if column in ("output", "bound") else "left")
-    for r in results:
-        grads = "  ".join(f"{name} {_fmt(err)}" for name, err in r.grad_errs.items()) or "-"
-        table.add_row(r.name, r.implementations, r.dtype, _fmt(r.max_rel_err_out), grads, _fmt(r.bound),
-                      "[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
-    console.print(table)
+    if console.is_terminal and console.width >= WIDE_TABLE_COLUMNS:
+        console.print(_check_table(results))
+    else:  # piped, logged or narrow: a table would wrap every cell
+        _print_check_lines(results, console)
     for r in results:
         for tensor, where in r.where.items():
-            console.print(f"[bold red]FAIL[/] {r.name}, {r.implementations}, {r.dtype}, {tensor}: {where}")
+            console.print(f"FAIL {r.name}, {r.implementations}, {r.dtype}, {tensor}: {where}", markup=False,
+                          highlight=False, soft_wrap=True)
     passed = all(r.passed for r in results)
     n_failed = sum(not r.passed for r in results)
     console.print(
@@ -66,7 +104,7 @@ def check(
     )
     if json_path is not None:
         payload = {"passed": passed, "components": [r.to_json() for r in results]}
-        json_path.write_text(json.dumps(payload, indent=2))
+        write_output(json_path, lambda path: path.write_text(json.dumps(payload, indent=2)), "--json")
     if not passed:
         raise typer.Exit(code=1)
 
@@ -95,8 +133,14 @@ def verify(
 
 @app.command()
 def bench(
-    full: Annotated[bool, typer.Option("--full/--quick", help="The full grid (CPU, and CUDA when present) "
-                                       "or the quick CPU one (under a minute on 2 cores).")] = False,
+    full: Annotated[bool | None, typer.Option("--full/--quick", help="The full grid (CPU, and CUDA when present) "
+                                              "or the quick CPU one (under a minute on 2 cores): shorthands "
+                                              "for --preset full / quick.")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick (default), full, gpu (the CUDA grid of the GPU run: "
+                                               "bf16/fp16, d 128/64, GQA 8:1, L 512-16k) or smoke (that plan "
+                                               "at toy sizes on the CPU).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Seconds after which no case starts, per device "
+                                                 "(default: the preset's).")] = None,
     kernel: Annotated[list[str] | None, typer.Option("--kernel", help="Only this kernel (repeatable): a built-in "
                                                      "name or MODULE:FUNCTION. Default: every built-in.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
@@ -106,7 +150,7 @@ def bench(
     from triad.bench.cli import run_bench
 
     _importable_from_here()
-    raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console()))
+    raise typer.Exit(code=run_bench(full, kernel, json_path, plot_path, Console(), preset, budget))
 
 
 @app.command()
@@ -118,7 +162,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the parameters and the batches.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write config, losses, times, metric here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the loss curve (PNG) here.")] = None,
-    save: Annotated[Path | None, typer.Option(help="Write a safetensors checkpoint here.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write a safetensors checkpoint here (copy and charlm, which "
+                                              "generate: by default ./triad-TASK-IMPL-seedN.safetensors).")] = None,
 ) -> None:
     """Train a task on one implementation and score it (exit 2 on a usage error)."""
     from triad.train import train_command
@@ -129,7 +174,8 @@ def train(
 @app.command()
 def generate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by triad train --save.")],
-    prompt: Annotated[str, typer.Option(help="Text to continue (charlm) or a body of 0s and 1s (copy).")],
+    prompt: Annotated[str, typer.Option(help="Text to continue (charlm), or for copy one of the trained "
+                                             "bodies: 11111111, 00000000, 10101010 or 01010101.")],
     temperature: Annotated[float, typer.Option(help="0 is greedy; > 0 samples with --seed.")] = 0.0,
     max_tokens: Annotated[int | None, typer.Option(help="Most tokens to add; default: until EOS.")] = None,
     impl: Annotated[str, typer.Option(help="reference, scratch or native.")] = "reference",

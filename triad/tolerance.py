@@ -116,6 +116,10 @@ from typing import Any
 import numpy as np
 
 F64_REL_BOUND = 1e-10
+# One float64 reference against itself by another route (tiled vs dense, packed vs one by one, GQA vs K/V
+# repeated by hand): the same maths in another summation order over a few dozen unit-scale terms, so ~1e-15 is
+# expected; 1e-12 keeps a factor of 1000 and still catches any real bug (off by 1e-3 or more).
+SAME_MATHS_REL_BOUND = 1e-12
 FD_REL_BOUND = 1e-6
 FD_STEP = 1e-6
 ADAM_ZERO_GRAD_ABS_BOUND = 1e-7  # 20 Adam steps of lr <= 0.05 on a gradient that is rounding noise

@@ -49,8 +49,10 @@ from torch_impl.convert import load_native, load_scratch, native_params, scratch
 from torch_impl.native import losses as native_losses
 from torch_impl.registry import PARAM_SHAPES, REFERENCE_BACKWARD, TORCH_MODELS
 from torch_impl.scratch import losses as scratch_losses
+from torch_impl.validate import check_device
 from triad.checkpoint import load_checkpoint, save_checkpoint
 from triad.decode import TorchKVDecoder
+from triad.output_paths import check_output_paths, output_path_problem, write_output
 from triad.tasks import charlm, classify, copy
 from triad.tasks.common import IGNORE_INDEX
 
@@ -279,6 +281,7 @@ def make_model(task: Task, impl: str, seed: int, device: str = "cpu",
         raise ValueError(f"impl: expected one of {IMPLEMENTATIONS}, got {impl!r}")
     if impl == "reference" and device != "cpu":
         raise ValueError(f"device: the NumPy reference runs on the CPU only, got {device!r}")
+    check_device(device)
     if params is None:
         params = ref.init_params(PARAM_SHAPES[task.kind](task.config), np.random.default_rng(seed))
     return ReferenceModel(task, params) if impl == "reference" else TorchModel(task, params, impl, device)
@@ -327,6 +330,18 @@ def regress_r_squared(model: ReferenceModel | TorchModel, seed: int, n: int = 50
     """R^2 of the one-output head on held-out sequences (the fraction of positions holding marker 1)."""
     data = classify.classify_data(n, seed=seed + 1_000_000_007)
     return classify.r_squared(model.logits({"tokens": data.tokens})[:, 0], data.values)
+
+
+TARGETS = {"copy": copy.TARGET_EXACT_MATCH, "charlm": charlm.TARGET_REPRODUCED, "classify": classify.TARGET_ACCURACY,
+           "regress": classify.TARGET_R2}  # the documented goal of each task's metric (docs/workflows.md)
+
+
+def verdict(task_name: str, metric_name: str, metric: float) -> str:
+    """'accuracy 0.984 >= 0.90: met' (or '< 0.90: not met') against the task's documented target."""
+    target = TARGETS[task_name]
+    met = metric >= target
+    relation, outcome = (">=", "met") if met else ("<", "NOT met")
+    return f"{metric_name.replace('_', ' ')} {metric:.3f} {relation} {target:.2f}: {outcome}"
 
 
 def task_metric(task: Task, model: ReferenceModel | TorchModel, seed: int) -> tuple[str, float]:
@@ -399,26 +414,53 @@ def save_loss_plot(result: TrainResult, path: Path) -> None:
     plt.close(fig)
 
 
+def default_save_path(task_name: str, impl: str, seed: int) -> Path | None:
+    """Where ``triad train`` saves a model ``triad generate`` can use when ``--save`` is not given (copy and
+    charlm: ``./triad-TASK-IMPL-seedN.safetensors``); None for the tasks that do not generate."""
+    return Path(f"triad-{task_name}-{impl}-seed{seed}.safetensors") if task_name in ("copy", "charlm") else None
+
+
+def _progress_lines(console: Any, task_name: str, impl: str, total: int) -> Callable[[int, float], None]:
+    """Progress for a log or a pipe (no live bar there): one line at each tenth of the run."""
+    started, every = time.perf_counter(), max(1, total // 10)
+
+    def report(step: int, loss: float) -> None:
+        if (step + 1) % every == 0 or step + 1 == total:
+            console.print(f"{task_name} on {impl}: step {step + 1}/{total}, loss {loss:.4f}, "
+                          f"{time.perf_counter() - started:.0f} s")
+
+    return report
+
+
 def run_train(task_name: str, impl: str, device: str, steps: int | None, seed: int, json_path: Path | None,
-              plot_path: Path | None, save_path: Path | None) -> TrainResult:
-    """``triad train``: train with a progress bar, then write the JSON, PNG and checkpoint asked for."""
+              plot_path: Path | None, save_path: Path | None, console: Any = None) -> tuple[TrainResult, Path | None]:
+    """``triad train``: train with progress (a bar on a terminal, a line per tenth elsewhere), then write the
+    JSON, PNG and checkpoint asked for; returns the result and where the checkpoint went (None: not saved)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    total = make_task(task_name, seed, steps).recipe.steps
-    columns = (TextColumn(f"{task_name} on {impl}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
-    with Progress(*columns) as progress:
-        bar = progress.add_task("train", total=total, loss=float("nan"))
-        result = train(task_name, impl, seed, steps, device,
-                       on_step=lambda step, loss: progress.update(bar, advance=1, loss=loss))
-    if json_path is not None:
-        json_path.write_text(json.dumps(result.to_json(), indent=2))
-    if plot_path is not None:
-        save_loss_plot(result, plot_path)
+    console = console or Console()
+    check_output_paths({"--save": save_path, "--json": json_path, "--plot": plot_path})  # before the training
+    task = make_task(task_name, seed, steps)
+    check_device(device)
+    total = task.recipe.steps
+    if console.is_terminal:
+        columns = (TextColumn(f"{task_name} on {impl}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("train", total=total, loss=float("nan"))
+            result = train(task_name, impl, seed, steps, device,
+                           on_step=lambda step, loss: progress.update(bar, advance=1, loss=loss))
+    else:
+        result = train(task_name, impl, seed, steps, device, on_step=_progress_lines(console, task_name, impl, total))
     if save_path is not None:
-        task = make_task(task_name, seed, steps)
-        save_checkpoint(save_path, result.model.flat_params(), result.config, task.kind, task.metadata)
-    return result
+        save_path = write_output(save_path, lambda path: save_checkpoint(
+            path, result.model.flat_params(), result.config, task.kind, task.metadata), "--save")
+    if json_path is not None:
+        write_output(json_path, lambda path: path.write_text(json.dumps(result.to_json(), indent=2)), "--json")
+    if plot_path is not None:
+        write_output(plot_path, lambda path: save_loss_plot(result, path), "--plot")
+    return result, save_path
 
 
 def run_generate(checkpoint: Path, prompt: str, temperature: float, max_tokens: int | None, impl: str,
@@ -439,6 +481,10 @@ def run_generate(checkpoint: Path, prompt: str, temperature: float, max_tokens: 
         return charlm_generate(model, vocab, ckpt.task["window"], [prompt], temperature, rng, n)[0]
     if not prompt or set(prompt) - {"0", "1"}:
         raise ValueError(f"prompt: expected 0s and 1s for the copy task, e.g. 10101010, got {prompt!r}")
+    trained = ["".join(map(str, row[1:-1])) for row in copy.all_pairs(ckpt.task.get("length", 8)).src]
+    if prompt not in trained:
+        raise ValueError(f"prompt: this copy model was trained on exactly these bodies: {', '.join(trained)} "
+                         f"(length {len(trained[0])}); it would answer {prompt!r} wrongly")
     src = np.array([[copy.SOS, *map(int, prompt), copy.EOS]])  # (1, L + 2)
     n = len(prompt) + 1 if max_tokens is None else max_tokens
     out = generate(cached_next_logits(model.decode_step(src)), np.array([[copy.SOS]]), n, temperature, rng,
@@ -448,17 +494,27 @@ def run_generate(checkpoint: Path, prompt: str, temperature: float, max_tokens: 
 
 def train_command(task_name: str, impl: str, device: str, steps: int | None, seed: int,
                   json_path: Path | None, plot_path: Path | None, save_path: Path | None) -> int:
-    """What ``triad train`` runs: 0 when trained (the metric is printed), 2 on a usage error."""
+    """What ``triad train`` runs: 0 when trained (the metric and its verdict are printed), 2 on a usage error."""
     from rich.console import Console
 
     console = Console()
+    if save_path is None and task_name in TASK_KINDS:
+        save_path = default_save_path(task_name, impl, seed)
+        if save_path is not None and output_path_problem(save_path):  # the default must not stop the run
+            console.print(f"not saving to {save_path}: {output_path_problem(save_path)}; give --save PATH")
+            save_path = None
     try:
-        result = run_train(task_name, impl, device, steps, seed, json_path, plot_path, save_path)
+        result, saved = run_train(task_name, impl, device, steps, seed, json_path, plot_path, save_path, console)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
     console.print(f"{task_name} on {impl}: {len(result.losses)} steps, final loss {result.losses[-1]:.4g}, "
-                  f"{result.metric_name} {result.metric:.3f}, {np.mean(result.step_seconds):.4f} s/step")
+                  f"{np.mean(result.step_seconds):.4f} s/step; "
+                  f"{verdict(task_name, result.metric_name, result.metric)} (the documented target)")
+    if saved is not None:
+        example = "elephants" if task_name == "charlm" else "10101010"
+        console.print(f"checkpoint written to {saved}; continue a prompt with:\n"
+                      f"  triad generate {saved} --prompt {example} --impl {impl}", soft_wrap=True)
     return 0
 
 

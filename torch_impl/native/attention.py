@@ -42,9 +42,10 @@ def scaled_dot_product_attention(
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> out (..., Lq, Ev) through SDPA.
 
     Raises ``RuntimeError`` when the pinned ``backend`` cannot run this case
-    (PyTorch's own message says why).
+    (PyTorch's own message says why). A non-finite value in a query row makes that output row NaN, as in
+    the reference (``nan_rows_of``).
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa)
     if enable_gqa and not SDPA_HAS_GQA:
         raise NotImplementedError(f"enable_gqa: F.scaled_dot_product_attention has it from torch 2.5, "
                                   f"this is torch {torch.__version__}")
@@ -54,8 +55,21 @@ def scaled_dot_product_attention(
         attn_mask = attn_mask.to(q.dtype)  # SDPA wants an additive mask in the query's dtype
     gqa = {"enable_gqa": True} if enable_gqa else {}  # only when asked: torch < 2.5 has no such argument
     if backend is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **gqa)
-    if backend not in BACKENDS:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale,
+                                             **gqa)  # (B, H, Lq, Ev)
+    elif backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {sorted(BACKENDS)} or None, got {backend!r}")
-    with sdpa_kernel(BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **gqa)
+    else:
+        with sdpa_kernel(BACKENDS[backend]):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, **gqa)
+    return out + nan_rows_of(q)  # (B, H, Lq, Ev)
+
+
+def nan_rows_of(q: torch.Tensor) -> torch.Tensor:
+    """(..., Lq, E) -> (..., Lq, 1): NaN on each query row holding a NaN or an infinity, 0 elsewhere.
+
+    SDPA's CPU kernel returns 0 for a query row holding NaN when no mask is given (it takes the row for a
+    fully masked one); the reference and scratch return NaN there. Adding this keeps NaN visible without a
+    device sync (no value is read on the host); its gradient is 0. See docs/conventions.md, non-finite inputs.
+    """
+    return (q * 0).sum(dim=-1, keepdim=True)  # (B, H, Lq, 1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reference.embedding import check_embedding_inputs
+
 
 class Embedding(nn.Embedding):
     """tokens (B, L) -> scale * nn.Embedding(tokens) (B, L, D)."""
@@ -15,4 +17,5 @@ class Embedding(nn.Embedding):
         self.scale = scale
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        check_embedding_inputs(tokens, tuple(self.weight.shape))  # torch would fail with an index error
         return super().forward(tokens) * self.scale  # (B, L, D)

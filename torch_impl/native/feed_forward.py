@@ -8,6 +8,8 @@ from torch import nn
 
 from reference.activations import check_activation
 from torch_impl.native.activations import activation
+from torch_impl.native.dropout import Dropout
+from torch_impl.native.linear import Linear
 
 
 class FeedForward(nn.Module):
@@ -18,9 +20,9 @@ class FeedForward(nn.Module):
         super().__init__()
         check_activation(activation)
         self.activation = activation
-        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.linear1 = Linear(d_model, d_ff, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(d_ff, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = activation(self.linear1(x), self.activation)  # (..., D_ff)

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from reference.config import TransformerConfig
-from reference.models import check_classifier_tokens, check_tokens, embedding_scale
+from reference.models import embedding_scale
+from reference.validate import check_classifier_tokens, check_tokens
 from torch_impl.native.embedding import Embedding
 from torch_impl.native.layers import decoder_layer, encoder_layer, native_activation
 from torch_impl.native.multi_head_attention import float_masks_off_fast_path, torch_masks

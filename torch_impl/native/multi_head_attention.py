@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from reference.multi_head_attention import check_heads, check_mask_shape, check_mha_inputs
+from reference.validate import check_heads, check_mask_shape, check_mha_inputs
 
 
 def torch_masks(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.dropout import check_keep
+from reference.validate import check_keep
 
 
 def dropout(x: torch.Tensor, p: float, keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.embedding import check_embedding_inputs
+from reference.validate import check_embedding_inputs
 
 
 class Embedding(nn.Module):

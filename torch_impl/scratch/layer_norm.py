@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.layer_norm import check_layer_norm_shapes
+from reference.validate import check_eps, check_layer_norm_shapes
 
 
 class LayerNorm(nn.Module):
@@ -13,6 +13,7 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d: int, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True) -> None:
         super().__init__()
+        check_eps(eps)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d)) if elementwise_affine else None
         self.bias = nn.Parameter(torch.zeros(d)) if elementwise_affine and bias else None

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from reference.config import TransformerConfig
-from reference.layers import check_layer_input, dropout_site_shapes
-from reference.multi_head_attention import check_mask_shape
-from reference.params import check_param_shapes
+from reference.layers import dropout_site_shapes
+from reference.validate import check_layer_input, check_mask_shape, check_param_shapes
 from torch_impl.scratch.dropout import Dropout
 from torch_impl.scratch.feed_forward import FeedForward
 from torch_impl.scratch.layer_norm import LayerNorm

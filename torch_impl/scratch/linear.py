@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from reference.linear import check_linear_shapes
+from reference.validate import check_linear_shapes
 
 
 class Linear(nn.Module):

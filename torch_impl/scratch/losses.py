@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from reference.losses import check_loss_inputs, check_mse_inputs
+from reference.validate import check_loss_inputs, check_mse_inputs
 from torch_impl.scratch.softmax import log_softmax
 
 

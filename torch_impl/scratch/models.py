@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from reference.config import TransformerConfig
-from reference.models import check_classifier_tokens, check_tokens, embedding_scale
+from reference.models import embedding_scale
+from reference.validate import check_classifier_tokens, check_tokens
 from torch_impl.scratch.dropout import Dropout
 from torch_impl.scratch.embedding import Embedding
 from torch_impl.scratch.linear import Linear

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.multi_head_attention import check_heads, check_mha_inputs
+from reference.validate import check_heads, check_mha_inputs
 from torch_impl.scratch.attention import scaled_dot_product_attention
 from torch_impl.scratch.linear import Linear
 

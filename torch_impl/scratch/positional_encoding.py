@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.positional_encoding import check_positional_inputs, sinusoidal_table
+from reference.positional_encoding import sinusoidal_table
+from reference.validate import check_positional_inputs
 
 
 class PositionalEncoding(nn.Module):

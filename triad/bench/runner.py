@@ -22,10 +22,17 @@ reference on the same (dtype-rounded) inputs, against the project's one rule
 ``scratch`` kernel in the same dtype as the baseline. Checking a few rows, not the whole output, keeps
 the float64 check cheap at L = 16k (no (L, L) matrix, no full copy to the host); ``triad verify`` is
 the thorough check.
+
+**GQA.** A case with ``group > 1`` gives k and v ``H / group`` heads and calls the kernel with
+``enable_gqa=True`` (SDPA's keyword); a kernel whose signature takes no ``enable_gqa`` keyword (nor
+``**kwargs``) cannot express the case and its rows are ``unsupported``. The check pairs query head ``h``
+with K/V head ``h // group``, FlashAttention's mapping, and checks a middle query head too (the first and
+the last head cannot tell it from the wrong ``h % Hkv``).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import subprocess
@@ -44,7 +51,8 @@ from torch_impl.kernels import TORCH_DTYPES, Kernel, resolve_kernel
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
 from triad.bench.flops import FLOP_CONVENTION, MODES, attention_flops
 from triad.bench.grid import Case, Grid
-from triad.bench.measure import Timing, matmul_peak_tflops, peak_memory_bytes, time_rounds
+from triad.bench.measure import Timing, matmul_peak_tflops, peak_memory_bytes, time_rounds, uses_tf32_ceiling
+from triad.bench.report import finite_report
 from triad.tolerance import KERNEL_LOGIT_FLOOR_FACTOR, attention_magnitudes, low_precision_bound, max_abs_err
 from triad.verify.support import KernelSupport, declared_support, is_declined
 
@@ -81,10 +89,13 @@ class Row:
     speedup_over_cpu: float | None = None  # on a CUDA row: the CPU row's median / this median
     check_err: float | None = None  # relative to mu: the output's worst error against the float64 reference
     check_bound: float | None = None  # relative to mu: what the rule allows
+    Hkv: int | None = None  # K/V heads (GQA: H / Hkv query heads share one); None in a hand-made row: H
+    matmul_peak_tf32: bool = False  # the row is compared with the TF32-on matmul peak (CUDA float32)
 
     def key(self) -> tuple[Any, ...]:
         """Everything but the device: rows with equal keys are the same work on two devices."""
-        return (self.kernel, self.dtype, self.B, self.H, self.Lq, self.Lk, self.d_head, self.causal, self.mode)
+        return (self.kernel, self.dtype, self.B, self.H, self.Hkv, self.Lq, self.Lk, self.d_head, self.causal,
+                self.mode)
 
 
 class WrongOutputError(Exception):
@@ -114,8 +125,14 @@ def check_output(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     B, H, L, Lk = q.shape[0], q.shape[1], q.shape[-2], k.shape[-2]
     rows = _check_index(L, CHECK_ROWS // 2, CHECK_ROWS)
 
+    group = H // k.shape[1]
+    # the query heads checked (GQA: one in the middle too, where h // group and h % Hkv differ); K/V head
+    # h // group serves query head h
+    heads = _check_index(H, 1, 1 if group > 1 else 0)
+
     def pick(x: torch.Tensor, queries: np.ndarray | None = None) -> torch.Tensor:
-        index = [torch.as_tensor(_check_index(n, 1), device=x.device) for n in (B, H)]
+        head_index = heads if x.shape[1] == H else heads // group
+        index = [torch.as_tensor(i, device=x.device) for i in (_check_index(B, 1), head_index)]
         x = x.index_select(0, index[0]).index_select(1, index[1])  # (b, h, L, d)
         return x if queries is None else x.index_select(2, torch.as_tensor(queries, device=x.device))  # (b, h, R, d)
 
@@ -154,12 +171,26 @@ def random_inputs(case: Case, seed: int) -> Inputs:
     shape, device = case.shape, case.device
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    def randn() -> torch.Tensor:
-        return torch.randn(shape.B, shape.H, shape.L, shape.d_head, generator=generator, device=device,
-                           dtype=TORCH_DTYPES[case.dtype])  # (B, H, L, d)
+    def randn(heads: int) -> torch.Tensor:
+        return torch.randn(shape.B, heads, shape.L, shape.d_head, generator=generator, device=device,
+                           dtype=TORCH_DTYPES[case.dtype])  # (B, heads, L, d)
 
-    q, k, v = (randn().requires_grad_() for _ in range(3))
-    return Inputs(q, k, v, randn())
+    q, k, v = (randn(heads).requires_grad_() for heads in (shape.H, shape.Hkv, shape.Hkv))
+    return Inputs(q, k, v, randn(shape.H))
+
+
+def gqa_keywords(inputs: Inputs) -> dict[str, bool]:
+    """``{"enable_gqa": True}`` when k and v have fewer heads than q (a GQA case), else nothing."""
+    return {"enable_gqa": True} if inputs.k.shape[1] != inputs.q.shape[1] else {}
+
+
+def accepts_gqa(kernel: Kernel) -> bool:
+    """Whether ``kernel`` takes SDPA's ``enable_gqa`` keyword (or any keyword); True when Python cannot tell."""
+    try:
+        parameters = inspect.signature(kernel).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "enable_gqa" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def mode_call(kernel: Kernel, inputs: Inputs, causal: bool, mode: str) -> Callable[[], None]:
@@ -171,17 +202,18 @@ def mode_call(kernel: Kernel, inputs: Inputs, causal: bool, mode: str) -> Callab
     here, and each call runs ``backward(dout, retain_graph=True)`` on it; ``fwd+bwd`` runs both.
     """
     q, k, v, dout = inputs.q, inputs.k, inputs.v, inputs.dout
+    keywords = gqa_keywords(inputs)
     if mode == "fwd":
         def call() -> None:
-            kernel(q, k, v, is_causal=causal)
+            kernel(q, k, v, is_causal=causal, **keywords)
     elif mode == "bwd":
-        out = kernel(q, k, v, is_causal=causal)  # (B, H, L, d), its graph kept for every round
+        out = kernel(q, k, v, is_causal=causal, **keywords)  # (B, H, L, d), its graph kept for every round
 
         def call() -> None:
             out.backward(dout, retain_graph=True)
     elif mode == "fwd+bwd":
         def call() -> None:
-            kernel(q, k, v, is_causal=causal).backward(dout)
+            kernel(q, k, v, is_causal=causal, **keywords).backward(dout)
     else:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     return call
@@ -194,7 +226,7 @@ def checked_inputs(kernel: Kernel, case: Case, seed: int) -> tuple[Inputs, tuple
     """
     inputs = random_inputs(case, seed)
     with torch.no_grad():
-        out = kernel(inputs.q, inputs.k, inputs.v, is_causal=case.causal)  # (B, H, L, d)
+        out = kernel(inputs.q, inputs.k, inputs.v, is_causal=case.causal, **gqa_keywords(inputs))  # (B, H, L, d)
     check = check_output(out, inputs.q.detach(), inputs.k.detach(), inputs.v.detach(), case.causal, case.dtype)
     return inputs, check
 
@@ -235,11 +267,13 @@ def case_row(case: Case, mode: str, status: str, message: str = "") -> Row:
     shape = case.shape
     return Row(case.kernel, case.device, case.dtype, shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal,
                mode, status, message,
-               flops=attention_flops(shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal, mode))
+               flops=attention_flops(shape.B, shape.H, shape.L, shape.L, shape.d_head, case.causal, mode),
+               Hkv=shape.Hkv, matmul_peak_tf32=uses_tf32_ceiling(case.kernel, case.device, case.dtype))
 
 
 def set_matmul_peak(row: Row, matmul_peak: float | None) -> None:
-    """The row's share of the matmul peak, and the flag for a throughput above it (a broken measurement)."""
+    """The row's share of the matmul peak (the ceiling its kernel can use: ``row.matmul_peak_tf32``), and the
+    flag for a throughput above it (a broken measurement)."""
     row.matmul_peak_tflops = matmul_peak
     if matmul_peak and row.tflops is not None:
         row.peak_share = row.tflops / matmul_peak
@@ -254,6 +288,8 @@ def _undeclared(support: KernelSupport, case: Case) -> str:
         return f"declares head dims {support.min_head_dim}-{support.max_head_dim}"
     if case.causal and "is_causal" not in support.masks:
         return f"declares masks {support.masks}, not is_causal"
+    if support.max_length is not None and support.max_length < case.shape.L:
+        return f"declares lengths up to {support.max_length}"
     return ""
 
 
@@ -266,6 +302,8 @@ def run_case(kernel: Kernel, case: Case, grid: Grid, seed: int) -> list[Row]:
         return [row(m, "error", str(exc)) for m in grid.modes]
     if _undeclared(support, case):
         return [row(m, "unsupported", _undeclared(support, case)) for m in grid.modes]
+    if case.shape.group > 1 and not accepts_gqa(kernel):
+        return [row(m, "unsupported", "takes no enable_gqa keyword: cannot express GQA") for m in grid.modes]
     modes = grid.modes if support.backward else tuple(m for m in grid.modes if m == "fwd")
     undeclared_modes = [row(m, "unsupported", "declares no backward") for m in grid.modes if m not in modes]
     check: tuple[float | None, float | None] = (None, None)
@@ -372,9 +410,12 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = None, seed: in
     torch.backends.cudnn.allow_tf32 = False
     kernels = {name: resolve_kernel(name) for name in grid.kernels}
 
-    def measure_peaks() -> dict[tuple[str, str], tuple[float, int]]:
-        return {(g.device, dtype): matmul_peak_tflops(g.device, dtype, g.matmul_sizes, grid.rounds, grid.warmup)
-                for g in grid.devices for dtype in g.dtypes}
+    def measure_peaks() -> dict[tuple[str, str, bool], tuple[float, int]]:
+        """Per device and dtype; CUDA float32 twice, TF32 off and on (the two ceilings: see triad.bench.measure)."""
+        ceilings = [(g, dtype, tf32) for g in grid.devices for dtype in g.dtypes
+                    for tf32 in ((False, True) if g.device == "cuda" and dtype == "float32" else (False,))]
+        return {(g.device, dtype, tf32): matmul_peak_tflops(g.device, dtype, g.matmul_sizes, grid.rounds,
+                                                            grid.warmup, tf32=tf32) for g, dtype, tf32 in ceilings}
 
     before = measure_peaks()
     budgets = {g.device: g.budget_s for g in grid.devices}
@@ -394,13 +435,13 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = None, seed: in
     after = measure_peaks()
     measured = {key: max(before[key], after[key]) for key in before}
     for r in rows:
-        set_matmul_peak(r, measured[(r.device, r.dtype)][0])
+        set_matmul_peak(r, measured[(r.device, r.dtype, r.matmul_peak_tf32)][0])
     add_speedups(rows)
-    return {
+    return finite_report({
         "header": machine_header(grid),
-        "matmul_peaks": [{"device": device, "dtype": dtype, "n": n, "tflops": tflops}
-                         for (device, dtype), (tflops, n) in measured.items()],
+        "matmul_peaks": [{"device": device, "dtype": dtype, "tf32": tf32, "n": n, "tflops": tflops}
+                         for (device, dtype, tf32), (tflops, n) in measured.items()],
         "rows": [asdict(r) for r in rows],
         "reference_over_scratch": reference_over_scratch(rows),
-    }
+    })
 

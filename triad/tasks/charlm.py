@@ -41,6 +41,7 @@ from triad.tasks.common import IGNORE_INDEX
 PAD, EOS = 0, 1
 N_SPECIAL = 2
 WINDOW = 16
+TARGET_REPRODUCED = 0.9  # share of the corpus sentences regenerated exactly from their first word
 
 
 def animal_sentences() -> list[str]:

@@ -28,6 +28,7 @@ from triad.tasks.common import check_positive_int
 
 ZERO, ONE, SOS, EOS = 0, 1, 2, 3
 VOCAB_SIZE = 4
+TARGET_EXACT_MATCH = 1.0  # all four pairs decoded exactly: the three rules learnt
 PATTERNS = ("ones", "zeros", "alternating")
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,23 @@ def kernel_spec(kernel: str | Kernel) -> str | None:
         return None
 
 
+def kernel_import_root(spec: str | None) -> str | None:
+    """The ``sys.path`` folder the kernel's module was imported from (so a script run from elsewhere finds it),
+    or None for a built-in name or a module that is not a file."""
+    if not spec or ":" not in spec:
+        return None
+    module_name = spec.partition(":")[0]
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return None
+    root = Path(path).resolve().parent
+    depth = module_name.count(".") + (1 if Path(path).name == "__init__.py" else 0)
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
+
+
 def _signature_problem(kernel: Kernel) -> str:
     """Why ``kernel`` cannot be called like SDPA, or "" (also when Python cannot tell, as for some builtins)."""
     try:
@@ -105,7 +124,11 @@ def _forward_fn(kernel: Kernel, case: VerifyCase, dtype: str, device: str) -> Ca
 
 def _relation_check(kernel: Kernel, case: VerifyCase, relation: str, arrays: dict[str, Any], dtype: str,
                     device: str, magnitudes: dict[str, float]) -> CheckResult:
-    lhs, rhs = relation_sides(relation, _forward_fn(kernel, case, dtype, device), arrays, case)
+    try:
+        lhs, rhs = relation_sides(relation, _forward_fn(kernel, case, dtype, device), arrays, case)
+    except KernelProblemError as exc:  # the call that raised is the relation's, not the case's own
+        raise KernelProblemError(exc.line, f"{exc.message}, made by the relation "
+                                           f"{RELATION_LINES[relation]!r}") from exc
     base_lhs, base_rhs = relation_sides(relation, _forward_fn(baseline_sdpa, case, dtype, device), arrays, case)
     return rule_check(RELATION_LINES[relation], "max", max_abs_err(lhs, rhs), max_abs_err(base_lhs, base_rhs),
                       relation_magnitude(relation, magnitudes["out"]), dtype,
@@ -189,10 +212,20 @@ def _empty_report_lines(report: Report, support: KernelSupport) -> None:
             report.line(name).note = "needs additive masks, which the kernel declares unsupported"
     for mask in MASK_KINDS:
         report.line(f"mask: {mask}")
+        if mask not in support.masks or (mask == "fully_masked_rows" and not support.fully_masked_rows):
+            report.line(f"mask: {mask}").note = "kernel declares this mask unsupported"
     for family in FAMILIES:
         report.line(f"inputs: {family}")
     for name in (*HEAD_DIM_LINES, LQ_NE_LK, TAIL_BLOCKS, PER_ELEMENT_MASKS, SCALE_OVERRIDE, NON_CONTIGUOUS, BIG_LOGITS):
         report.line(name)
+    for (lo, hi), name in zip(HEAD_DIM_BUCKETS, HEAD_DIM_LINES, strict=True):
+        if hi < support.min_head_dim or lo > support.max_head_dim:
+            report.line(name).note = f"kernel declares head dims {support.min_head_dim}-{support.max_head_dim}"
+    ruled_out = {LQ_NE_LK: support.different_lengths, SCALE_OVERRIDE: support.scale,
+                 NON_CONTIGUOUS: support.non_contiguous}
+    for name, supported in ruled_out.items():
+        if not supported:
+            report.line(name).note = "kernel declares it unsupported"
     report.line(DROPOUT_LINE)
     if not support.dropout:
         report.line(DROPOUT_LINE).note = "kernel declares no dropout"
@@ -212,6 +245,11 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(name).skipped += 1
         if reason not in report.declined_reasons and len(report.declined_reasons) < 3:
             report.declined_reasons.append(reason)
+    agreement = [c for c in outcome.checks if c.line in TENSORS]
+    if outcome.failed and not agreement:  # it failed before its features were checked: they are not passes
+        for name in features:
+            report.line(name).unchecked += 1
+        features = []
     lines_hit = set(features) | {c.line for c in outcome.checks}
     if not outcome.failed:
         lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
@@ -221,7 +259,6 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(name).examples += 1
     for check in outcome.checks:
         report.line(check.line).add(check)
-    agreement = [c for c in outcome.checks if c.line in TENSORS]
     for name in features:
         for check in agreement:
             report.line(name).add(check)
@@ -394,8 +431,9 @@ def verify_attention(
     if run.failures:
         report.verdict = FAILED
         report.failure = run.failures[-1]
-        report.repro_script = repro_script(kernel_spec(kernel), report.failure, device, dtype, supports,
-                                           report.not_reproducible)
+        spec = kernel_spec(kernel)
+        report.repro_script = repro_script(spec, report.failure, device, dtype, supports, report.not_reproducible,
+                                           kernel_import_root(spec))
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

@@ -225,7 +225,8 @@ def verify_cases(draw: st.DrawFn, support: KernelSupport, dtype: str,
     narrows the mask kinds further."""
     masks, families = _allowed_masks(support), _allowed_families(support)
     masks = [m for m in masks if only_masks is None or m in only_masks]
-    lengths = st.one_of(st.integers(1, 12), st.sampled_from(BLOCK_EDGE_LENGTHS))
+    longest = support.max_length or BLOCK_EDGE_LENGTHS[-1]
+    lengths = st.one_of(st.integers(1, 12), st.sampled_from([n for n in BLOCK_EDGE_LENGTHS if n <= longest]))
     lo, hi = support.min_head_dim, support.max_head_dim
     head_dims = st.one_of(st.integers(lo, min(hi, max(lo, 32))),
                           st.sampled_from([d for d in HEAD_DIMS_LARGE if lo <= d <= hi] or [lo]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
 
+from triad.output_paths import OutputPathError, check_output_paths, write_output
 from triad.verify.api import verify_attention
 from triad.verify.report import EXIT_CODES
 
@@ -15,15 +17,21 @@ def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: in
                repro: Path | None, interface: str | None = None) -> int:
     """Run the verifier, print the report, write the files asked for; return the exit code (0, 1 or 2)."""
     console = Console()
+    try:  # before the search, not after it (the default repro path falls back to a temporary file if need be)
+        check_output_paths({"--json": json_path, "--repro": repro})
+    except OutputPathError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"verifying {kernel}", total=max_examples)
         report = verify_attention(kernel, device=device, dtype=dtype, max_examples=max_examples, seed=seed,
                                   on_example=lambda n: progress.update(task, completed=n), interface=interface)
     report.render(console)
     if json_path is not None:
-        report.write_json(json_path)
+        write_output(json_path, report.write_json, "--json")
     if report.repro_script:
-        path = repro if repro is not None else Path(f"triad_verify_repro_seed{seed}.py")
-        report.write_repro(path)
-        console.print(f"reproduce it with: python {path}")
+        # without --repro, a fresh temporary folder: nothing lands in the working directory unasked
+        path = repro or Path(tempfile.mkdtemp(prefix="triad-verify-")) / f"repro_seed{seed}.py"
+        path = write_output(path, report.write_repro, "--repro")
+        console.print(f"reproduce it with: python {path}", soft_wrap=True, highlight=False)
     return EXIT_CODES[report.verdict]

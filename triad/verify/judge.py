@@ -152,15 +152,31 @@ def mask_tensor(mask: np.ndarray | None, dtype: str, device: str) -> torch.Tenso
     return torch.tensor(mask, dtype=TORCH_DTYPES[dtype], device=device)
 
 
+def _describe_tensor(t: torch.Tensor | None) -> str:
+    return "None" if t is None else f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def describe_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool,
+                  scale: float | None, dropout_p: float) -> str:
+    """The call as the kernel saw it: shapes and dtypes of the tensors, the other arguments' values."""
+    return (f"kernel(q {_describe_tensor(q)}, k {_describe_tensor(k)}, v {_describe_tensor(v)}, "
+            f"attn_mask={_describe_tensor(attn_mask)}, dropout_p={dropout_p}, is_causal={is_causal}, scale={scale})")
+
+
 def call_kernel(kernel: Kernel, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
                 is_causal: bool, scale: float | None, dropout_p: float = 0.0) -> torch.Tensor:
-    """kernel(q, k, v, ...) with SDPA's keywords; checks the result is a tensor of the right shape/dtype/device."""
+    """kernel(q, k, v, ...) with SDPA's keywords; checks the result is a tensor of the right shape/dtype/device.
+
+    A kernel that raises is blamed on this call, named with its arguments (a relation's call may carry a mask
+    the case itself has not)."""
     try:
         out = kernel(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
     except (Exception, SystemExit) as exc:  # whatever the kernel raises (sys.exit too) is the kernel's verdict
         if is_declined(exc):
             raise KernelDeclinedError(f"{type(exc).__name__}: {str(exc).strip()[:200]}") from exc
-        raise KernelProblemError(RAISES_LINE, f"raised {type(exc).__name__}: {str(exc).strip()[:300]}") from exc
+        call = describe_call(q, k, v, attn_mask, is_causal, scale, dropout_p)
+        raise KernelProblemError(RAISES_LINE, f"raised {type(exc).__name__}: {str(exc).strip()[:300]} "
+                                              f"in the call {call}") from exc
     if not isinstance(out, torch.Tensor):
         raise KernelProblemError(SHAPE_LINE, f"returned a {type(out).__name__}, expected a torch.Tensor")
     if out.layout != torch.strided or out.is_nested:

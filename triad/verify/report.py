@@ -31,6 +31,8 @@ class Line:
     examples: int = 0
     skipped: int = 0
     failures: int = 0
+    # cases of this feature that failed before the feature was checked (e.g. the kernel raised): they prove nothing
+    unchecked: int = 0
     worst: CheckResult | None = None  # the comparison closest to (or furthest over) its bound
     note: str = ""  # e.g. why a feature was not searched, or that runs were not bitwise equal
 
@@ -46,13 +48,15 @@ class Line:
         if self.failures:
             return "FAIL"
         if self.examples == 0:
-            return "skipped"
+            # declined or ruled out by the declaration: skipped; never drawn before the search stopped: not reached
+            return "skipped" if self.skipped or self.note else "not reached"
         if self.note:
             return "warn"
         return "pass"
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "examples": self.examples, "skipped": self.skipped, "failures": self.failures,
+                "unchecked": self.unchecked,
                 "verdict": self.verdict, "note": self.note,
                 "worst": None if self.worst is None else self.worst.to_json()}
 
@@ -115,11 +119,12 @@ class Report:
         path.write_text(self.repro_script)
 
     def summary(self) -> str:
-        how = "inferred from its signature" if self.interface_inferred else "given"
-        head = f"{self.kernel} on {self.device} in {self.dtype} ({self.interface} interface, {how}): {self.verdict}"
+        head = f"{self.kernel} on {self.device} in {self.dtype}: {self.verdict}"
         if self.message:
             return f"{head}: {self.message}"
-        text = f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed})"
+        how = "inferred from its signature" if self.interface_inferred else "as given"
+        text = (f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed}, "
+                f"{self.interface} interface {how})")
         if self.failure is not None:
             text += "\nminimal failing case:\n" + self.failure.summary()
         if self.not_reproducible:
@@ -133,11 +138,15 @@ class Report:
         if self.message:
             console.print(f"[bold red]{self.summary()}[/]")
             return
-        table = Table(title=f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
-                            "result's magnitude; allowed = 2 x baseline + floor")
+        title = (f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
+                 "result's magnitude; allowed = 2 x baseline + floor")
+        if not (console.is_terminal and console.width >= 120):  # piped or narrow: a table would wrap its cells
+            self._render_lines(console, title)
+            return
+        table = Table(title=title)
         for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
-        styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim"}
+        styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim", "not reached": "dim"}
         for line in self.lines.values():
             w = line.worst
             table.add_row(
@@ -147,6 +156,25 @@ class Report:
                 f"[{styles[line.verdict]}]{line.verdict}[/]" + (f" {line.note}" if line.note else ""),
             )
         console.print(table)
+        self._render_footer(console)
+
+    def _render_lines(self, console: Console, title: str) -> None:
+        """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
+        name never pushes the columns apart), then how many cases were skipped and any note."""
+        console.print(title, highlight=False)
+        header = f"{'verdict':<11}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
+        console.print(header, highlight=False)
+        for line in self.lines.values():
+            w = line.worst
+            numbers = ("-", "-", "-") if w is None else (f"{w.err:.1e}", f"{w.baseline_err:.1e}", f"{w.ratio:.3g}")
+            extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
+            extra += f" ({line.skipped} skipped)" if line.skipped else ""
+            extra += f"  {line.note}" if line.note else ""
+            console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
+                          f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
+        self._render_footer(console)
+
+    def _render_footer(self, console: Console) -> None:
         if self.declined_reasons:
             console.print("kernel declined some cases: " + "; ".join(self.declined_reasons))
         style = "green" if self.passed else "bold red"
@@ -161,11 +189,14 @@ NOT_REPRODUCIBLE = ("warning: the minimal case passed when checked again on its 
 
 
 def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str,
-                 supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
+                 supports: KernelSupport | None = None, not_reproducible: bool = False,
+                 import_root: str | None = None) -> str:
     """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it.
 
     ``supports``: the support the caller passed to ``verify_attention`` (None: the kernel's own declaration),
     written into the script so that it runs the same checks (which relations apply depends on it).
+    ``import_root``: the folder the kernel's module was imported from; the script puts it on ``sys.path``, so it
+    runs from any directory. A script that cannot import the kernel exits 2, never 1 ("still failing").
     """
     case = failure.case
     fields = ", ".join(f"{name}={value!r}" for name, value in case.to_json().items())
@@ -180,26 +211,36 @@ def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dty
 
     python {{this file}} [MODULE:FUNCTION]
 
-Exit status 1 while the kernel still fails this case, 0 once it passes.
+Exit status 1 while the kernel still fails this case, 0 once it passes, 2 if the kernel cannot be imported.
 """
 # Found on {device}, {dtype}:
 {found}
 {warning}
 import sys
 
+from torch_impl.kernels import KernelNotFoundError, resolve_kernel
 from triad.verify.api import check_one_case
 from triad.verify.cases import VerifyCase
 from triad.verify.support import KernelSupport
 
 {spec_line}
+KERNEL_IMPORTED_FROM = {import_root!r}  # put on sys.path, so the script runs from any directory
 CASE = VerifyCase({fields})
 {supports_line}
 
 if __name__ == "__main__":
     spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
     if spec is None:
-        sys.exit("usage: python {{this file}} MODULE:FUNCTION")
-    outcome = check_one_case(spec, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
+        print("usage: python {{this file}} MODULE:FUNCTION", file=sys.stderr)
+        sys.exit(2)
+    if KERNEL_IMPORTED_FROM is not None:
+        sys.path.insert(0, KERNEL_IMPORTED_FROM)
+    try:
+        kernel = resolve_kernel(spec)
+    except KernelNotFoundError as exc:
+        print(f"cannot run the repro: {{exc}}", file=sys.stderr)
+        sys.exit(2)
+    outcome = check_one_case(kernel, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)
 '''

@@ -16,8 +16,11 @@ Both are counted as skipped, not failed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import torch
 
 from torch_impl.flash_kernels import FLASH_BUILTINS
 from torch_impl.kernels import BUILTIN_FEATURES, BUILTIN_KERNELS, FEATURES, FLASH_KERNELS
@@ -42,10 +45,10 @@ class KernelSupport:
     non_contiguous: bool = True  # strided inputs such as the transposed views a head split produces
     backward: bool = True  # gradients through autograd
     dropout: bool = True  # dropout_p > 0 (checked statistically: see triad.verify.dropout)
+    max_length: int | None = None  # longest Lq, Lk drawn (None: any); for a kernel that is slow where it runs
     # The attention family's features (torch_impl.kernels.FEATURES) it has; opt-in: through SDPA's signature
     # only "gqa" can be asked for, as enable_gqa=True, which a kernel must then accept.
     features: tuple[str, ...] = ()
-    max_length: int | None = None  # longest Lq, Lk drawn (None: any); for a kernel that is slow where it runs
     # FlashAttention's interfaces (``--interface flash|varlen``), where an empty ``features`` means all of them
     # (less any whose keyword the kernel's signature lacks): the H / Hkv ratios taken (MQA is Hkv = 1 with
     # any of them) and the LSE's convention under causal ALiBi: "definition" (log sum exp of the biased
@@ -60,18 +63,24 @@ class KernelSupport:
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
-        if self.max_length is not None and self.max_length < 17:
-            raise ValueError(f"max_length: expected None or at least 17 (a tail tile), got {self.max_length}")
         if self.alibi_lse not in ("definition", "fa2"):
             raise ValueError(f"alibi_lse: expected 'definition' or 'fa2', got {self.alibi_lse!r}")
         if not 1 <= self.min_head_dim <= self.max_head_dim:
             raise ValueError(
                 f"min_head_dim, max_head_dim: expected 1 <= min <= max, got {self.min_head_dim}, {self.max_head_dim}"
             )
+        if self.max_length is not None and self.max_length < 17:
+            raise ValueError(f"max_length: expected None or at least 17 (a tail tile), got {self.max_length}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+
+# Without a GPU, Triton's interpreter runs every tile of our kernel in Python: lengths up to 65 keep
+# `triad verify triton` within minutes (65 = two 32-row tiles and a tail of one). Without CUDA and without
+# the interpreter the kernel declines every case itself, saying why.
+INTERPRETER_ONLY = not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1"
+TRITON_INTERPRETER_MAX_LENGTH = 65 if INTERPRETER_ONLY else None
 
 # The NumPy reference runs on the CPU in float32/float64 only; FlexAttention has no dropout (and declines a
 # backward on the CPU at run time); everything else runs whatever SDPA runs (a pinned backend declines the
@@ -81,6 +90,10 @@ BUILTIN_SUPPORT: dict[str, KernelSupport] = {
 } | {
     "reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), features=BUILTIN_FEATURES["reference"]),
     "flex": KernelSupport(dropout=False, features=BUILTIN_FEATURES["flex"]),
+    # Our Triton kernel: no attn_mask, no dropout, no float64; on the CPU it runs under the interpreter
+    # only (and declines otherwise), at lengths up to 65 there (the interpreter runs every tile in Python).
+    "triton": KernelSupport(dtypes=("float32", "float16", "bfloat16"), masks=("is_causal",), dropout=False,
+                            max_length=TRITON_INTERPRETER_MAX_LENGTH, features=BUILTIN_FEATURES["triton"]),
 }
 
 
