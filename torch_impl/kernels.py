@@ -103,7 +103,7 @@ def reference_sdpa(
     enable_gqa: bool = False,
 ) -> torch.Tensor:
     """The NumPy reference as an SDPA-shaped torch kernel (CPU; float32 or float64)."""
-    check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa=enable_gqa)
     if q.device.type != "cpu":
         raise ValueError(f"q: the NumPy reference runs on the CPU only, got device {q.device}")
     return _ReferenceAttention.apply(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)

@@ -28,6 +28,7 @@ TORCH_FLASH_DTYPES = ("float64", "float32", "float16", "bfloat16")
 def check_attention_inputs(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float,
     scale: float | None = None,
+    *,
     enable_gqa: bool = False,
 ) -> int:
     """Raise TypeError/ValueError naming the argument, as the NumPy reference does; returns ``n_rep``

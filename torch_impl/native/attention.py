@@ -45,7 +45,7 @@ def scaled_dot_product_attention(
     (PyTorch's own message says why). A non-finite value in a query row makes that output row NaN, as in
     the reference (``nan_rows_of``).
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa=enable_gqa)
     if enable_gqa and not SDPA_HAS_GQA:
         raise NotImplementedError(f"enable_gqa: F.scaled_dot_product_attention has it from torch 2.5, "
                                   f"this is torch {torch.__version__}")

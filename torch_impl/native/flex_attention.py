@@ -214,7 +214,7 @@ def flex_sdpa(
     ``is_causal`` the top-left ``q_idx >= kv_idx``. Refused with ``NotImplementedError``: dropout
     (FlexAttention has none), inputs that require grad on the CPU (no backward there).
     """
-    check_attention_inputs(q, k, v, attn_mask, dropout_p, enable_gqa)
+    check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa=enable_gqa)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     if dropout_p > 0.0:

@@ -34,7 +34,7 @@ def scaled_dot_product_attention(
     ``enable_gqa`` (as in SDPA): k, v have ``Hkv`` heads dividing ``H``; query head h reads K/V head
     ``h // (H // Hkv)`` (autograd sums each group's gradient).
     """
-    n_rep = check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa)
+    n_rep = check_attention_inputs(q, k, v, attn_mask, dropout_p, scale, enable_gqa=enable_gqa)
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask: cannot be combined with is_causal=True (as in SDPA); fold causality into the mask")
     E, Lq, Lk = q.shape[-1], q.shape[-2], k.shape[-2]

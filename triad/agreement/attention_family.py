@@ -118,6 +118,11 @@ def flash_magnitudes(problem: FlashProblem) -> dict[str, float]:
     equivalent; dk and dv times the group size, as a K/V head sums its group) and of the LSE
     (max |S| + 1). Softcap, left out there, only shrinks the scores, so these scales stay valid."""
     q, k, v, mask, dout = _sdpa_equivalent(problem)
+    if k.shape[-2] == 0:  # no key at all (empty sequences only): every output and gradient is exactly 0
+        tensors = ("out", "dq", "dk", "dv")
+        terms = (*tensors, "logits", "logit_magnitude", *(f"{t}_{kind}" for t in tensors
+                                                          for kind in ("underflow", "reduction")))
+        return dict.fromkeys(terms, 0.0) | {"lse": 1.0}
     scale = problem.kwargs.get("softmax_scale")
     _, cache = attention_forward(q, k, v, mask, scale=scale)
     magnitudes = attention_magnitudes(dout, cache)
