@@ -118,13 +118,17 @@ def verify(
     seed: Annotated[int, typer.Option(help="Seed of the search; the same seed draws the same cases.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     repro: Annotated[Path | None, typer.Option(help="On failure, write the reproducing script here.")] = None,
+    interface: Annotated[str | None, typer.Option(
+        help="sdpa, flash or varlen (FlashAttention's flash_attn_func / flash_attn_varlen_func); "
+             "default: inferred from the kernel's parameter names.")] = None,
 ) -> None:
     """Search for a case where an attention kernel disagrees with the float64 reference; exit 0 verified,
     1 a failure found (the minimal case and a repro script), 2 a usage error (bad name, dtype, device)."""
     from triad.verify.cli import run_verify
 
     _importable_from_here()
-    raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro))
+    raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro,
+                                          interface))
 
 
 @app.command()

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import HypothesisException
 
-from torch_impl.kernels import TORCH_DTYPES, KernelNotFoundError, resolve_kernel
+from torch_impl.flash_kernels import FLASH_BUILTINS, INTERFACES
+from torch_impl.kernels import BUILTIN_KERNELS, TORCH_DTYPES, KernelNotFoundError, resolve_kernel
 from torch_impl.scratch.attention import scaled_dot_product_attention as baseline_sdpa
 from triad.tolerance import max_abs_err
 from triad.verify.cases import (
@@ -35,6 +36,8 @@ from triad.verify.cases import (
     verify_cases,
 )
 from triad.verify.dropout import DROPOUT_LINE, dropout_check
+from triad.verify.flash_api import flash_repro_script, run_flash_search
+from triad.verify.flash_judge import flash_signature_problem, infer_interface
 from triad.verify.judge import (
     AUTOGRAD_LINE,
     DETERMINISM_LINE,
@@ -276,8 +279,8 @@ class _RefusedError(Exception):
         self.verdict, self.message = verdict, message
 
 
-def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, supports: KernelSupport | None
-            ) -> tuple[Kernel, KernelSupport]:
+def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, supports: KernelSupport | None,
+            interface: str = "sdpa") -> tuple[Kernel, KernelSupport]:
     """The resolved kernel and what it supports; raises ``_RefusedError`` saying why a run cannot start."""
     if dtype not in DTYPES:
         raise _RefusedError(UNSUPPORTED, f"dtype: expected one of {DTYPES}, got {dtype!r}")
@@ -291,7 +294,7 @@ def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, su
         support = declared_support(resolved, supports)
     except (KernelNotFoundError, TypeError) as exc:
         raise _RefusedError(BAD_KERNEL, str(exc)) from exc
-    problem = _signature_problem(resolved)
+    problem = _signature_problem(resolved) if interface == "sdpa" else flash_signature_problem(resolved, interface)
     if problem:
         raise _RefusedError(BAD_KERNEL, problem)
     for wanted, allowed, what in ((dtype, support.dtypes, "dtypes"), (device, support.devices, "devices")):
@@ -393,6 +396,7 @@ def verify_attention(
     seed: int = 0,
     supports: KernelSupport | None = None,
     on_example: Callable[[int], None] | None = None,
+    interface: str | None = None,
 ) -> Report:
     """Search ``max_examples`` cases for a disagreement with the float64 reference; never raises for a bad kernel.
 
@@ -403,10 +407,17 @@ def verify_attention(
     callable with ``F.scaled_dot_product_attention``'s signature. ``on_example(n)`` is called after
     each case (a progress bar). The report's verdict is ``verified``, ``failed`` (with the minimal
     failing case and a repro script), ``unsupported`` or ``bad kernel``.
+
+    ``interface``: ``sdpa``, ``flash`` or ``varlen`` (FlashAttention's ``flash_attn_func`` and
+    ``flash_attn_varlen_func``, ``triad.verify.flash_api``); None infers it from the signature's parameter
+    names (``cu_seqlens_q``: varlen; ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
     """
     name = kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", repr(kernel))
     report = Report(kernel=str(name), device=device, dtype=dtype, verdict=VERIFIED, seed=seed)
     try:
+        report.interface, report.interface_inferred, kernel = _interface(kernel, interface)
+        if report.interface != "sdpa":
+            return _verify_flash(kernel, report, device, dtype, max_examples, seed, supports, on_example)
         resolved, support = _accept(kernel, device, dtype, max_examples, supports)
     except _RefusedError as refusal:
         report.verdict, report.message = refusal.verdict, refusal.message
@@ -423,6 +434,44 @@ def verify_attention(
         spec = kernel_spec(kernel)
         report.repro_script = repro_script(spec, report.failure, device, dtype, supports, report.not_reproducible,
                                            kernel_import_root(spec))
+    elif report.examples == 0:
+        report.verdict = UNSUPPORTED
+        report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)
+    return report
+
+
+def _interface(kernel: str | Kernel, interface: str | None) -> tuple[str, bool, str | Kernel]:
+    """(interface, inferred?, the kernel: a built-in name becomes its kernel for that interface)."""
+    if interface is not None and interface not in INTERFACES:
+        raise _RefusedError(UNSUPPORTED, f"interface: expected one of {INTERFACES}, got {interface!r}")
+    if interface in ("flash", "varlen") and isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
+        builtins = FLASH_BUILTINS[interface]
+        if kernel not in builtins:
+            raise _RefusedError(BAD_KERNEL, f"kernel: the built-in {kernel!r} has no {interface} interface "
+                                            f"(those that do: {', '.join(builtins)})")
+        return interface, False, builtins[kernel]
+    if interface is not None:
+        return interface, False, kernel
+    try:
+        inferred = infer_interface(resolve_kernel(kernel))
+    except (KernelNotFoundError, TypeError):
+        inferred = "sdpa"  # _accept reports the bad name
+    return inferred, True, kernel
+
+
+def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str, max_examples: int, seed: int,
+                  supports: KernelSupport | None, on_example: Callable[[int], None] | None) -> Report:
+    """The flash/varlen search (``triad.verify.flash_api``) into ``report``; raises ``_RefusedError``."""
+    resolved, support = _accept(kernel, device, dtype, max_examples, supports, report.interface)
+    started = time.perf_counter()
+    with _tf32_off():
+        failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples, seed,
+                                   on_example)
+    report.seconds = time.perf_counter() - started
+    if failure is not None:
+        report.verdict, report.failure = FAILED, failure
+        report.repro_script = flash_repro_script(kernel_spec(kernel), failure, device, dtype, supports,
+                                                 report.not_reproducible)
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

@@ -80,6 +80,8 @@ class Report:
     # shrinking reached triad.verify.api.SHRINK_SECONDS: the failing case is the smallest found by then
     shrink_capped: bool = False
     declined_reasons: list[str] = field(default_factory=list)
+    interface: str = "sdpa"  # the kernel's calling convention: sdpa, flash or varlen
+    interface_inferred: bool = False  # read from the signature's parameter names, not given
 
     @property
     def passed(self) -> bool:
@@ -97,6 +99,8 @@ class Report:
             "kernel": self.kernel, "device": self.device, "dtype": self.dtype, "verdict": self.verdict,
             "message": self.message, "examples": self.examples, "skipped": self.skipped,
             "seconds": self.seconds, "seed": self.seed, "declined_reasons": self.declined_reasons,
+            "interface": self.interface, "interface_inferred": self.interface_inferred,
+            "diagnosis": getattr(self.failure, "diagnosis", ""),
             "not_reproducible": self.not_reproducible, "shrink_capped": self.shrink_capped,
             "lines": [line.to_json() for line in self.lines.values()],
             "failure": None if self.failure is None else {
@@ -118,7 +122,9 @@ class Report:
         head = f"{self.kernel} on {self.device} in {self.dtype}: {self.verdict}"
         if self.message:
             return f"{head}: {self.message}"
-        text = f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed})"
+        how = "inferred from its signature" if self.interface_inferred else "as given"
+        text = (f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed}, "
+                f"{self.interface} interface {how})")
         if self.failure is not None:
             text += "\nminimal failing case:\n" + self.failure.summary()
         if self.not_reproducible:

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from torch_impl.kernels import BUILTIN_FEATURES, BUILTIN_KERNELS, FEATURES
+from torch_impl.flash_kernels import FLASH_BUILTINS
+from torch_impl.kernels import BUILTIN_FEATURES, BUILTIN_KERNELS, FEATURES, FLASH_KERNELS
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -48,6 +49,13 @@ class KernelSupport:
     # The attention family's features (torch_impl.kernels.FEATURES) it has; opt-in: through SDPA's signature
     # only "gqa" can be asked for, as enable_gqa=True, which a kernel must then accept.
     features: tuple[str, ...] = ()
+    # FlashAttention's interfaces (``--interface flash|varlen``), where an empty ``features`` means all of them
+    # (less any whose keyword the kernel's signature lacks): the H / Hkv ratios taken (MQA is Hkv = 1 with
+    # any of them) and the LSE's convention under causal ALiBi: "definition" (log sum exp of the biased
+    # scores) or "fa2" (FlashAttention 2 biases by +slope*j there, which shifts the LSE by
+    # slope * (i + Lk - Lq) and leaves the output unchanged).
+    gqa_ratios: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    alibi_lse: str = "definition"
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
@@ -55,6 +63,8 @@ class KernelSupport:
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{name}: expected a subset of {allowed}, got unknown {unknown}")
+        if self.alibi_lse not in ("definition", "fa2"):
+            raise ValueError(f"alibi_lse: expected 'definition' or 'fa2', got {self.alibi_lse!r}")
         if not 1 <= self.min_head_dim <= self.max_head_dim:
             raise ValueError(
                 f"min_head_dim, max_head_dim: expected 1 <= min <= max, got {self.min_head_dim}, {self.max_head_dim}"
@@ -87,6 +97,12 @@ BUILTIN_SUPPORT: dict[str, KernelSupport] = {
 }
 
 
+# FlashAttention's interfaces: no built-in has dropout there; FlexAttention has no backward on the CPU.
+FLASH_BUILTIN_SUPPORT: dict[str, KernelSupport] = {
+    name: KernelSupport(dropout=False, backward=fk.backward_on_cpu) for name, fk in FLASH_KERNELS.items()
+} | {"reference": KernelSupport(dtypes=("float64", "float32"), devices=("cpu",), dropout=False)}
+
+
 def declared_support(kernel: Any, supports: KernelSupport | None = None) -> KernelSupport:
     """``supports`` if given, else the kernel's ``triad_support`` attribute, else a built-in's entry, else all."""
     if supports is not None:
@@ -99,6 +115,10 @@ def declared_support(kernel: Any, supports: KernelSupport | None = None) -> Kern
     for name, builtin in BUILTIN_KERNELS.items():
         if builtin is kernel and name in BUILTIN_SUPPORT:
             return BUILTIN_SUPPORT[name]
+    for builtins in FLASH_BUILTINS.values():
+        for name, builtin in builtins.items():
+            if builtin is kernel:
+                return FLASH_BUILTIN_SUPPORT[name]
     return KernelSupport()
 
 

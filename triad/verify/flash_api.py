@@ -1,0 +1,298 @@
+"""``verify_attention(kernel, interface="flash" | "varlen")``: the search over FlashAttention's interfaces.
+
+The same shape as the SDPA interface's search (``triad.verify.api``): one small coverage case per feature
+(``flash_coverage_cases``), then hypothesis over ``flash_cases``; the first failure is shrunk, run once
+more on its own, and matched against the named diagnoses (``triad.verify.diagnoses``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable
+
+from hypothesis import HealthCheck, Phase, given, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import HypothesisException
+
+from torch_impl.flash_kernels import FLASH_BUILTINS
+from triad.verify.diagnoses import diagnose
+from triad.verify.flash_cases import FlashCase, flash_cases, flash_coverage_cases, flash_features
+from triad.verify.flash_judge import (
+    LSE_LINE,
+    FlashOutcome,
+    dtype_of_eps,
+    flash_oracle,
+    lse_check,
+    lse_expected,
+    run_flash_kernel,
+    signature_features,
+)
+from triad.verify.flash_relations import FLASH_RELATION_LINES, relation_checks
+from triad.verify.judge import (
+    AUTOGRAD_LINE,
+    DETERMINISM_LINE,
+    FINITE_LINE,
+    MUTATION_LINE,
+    RAISES_LINE,
+    SHAPE_LINE,
+    CheckResult,
+    Kernel,
+    KernelDeclinedError,
+    KernelProblemError,
+    agreement_checks,
+    same_bits,
+)
+from triad.verify.report import Report
+from triad.verify.support import KernelSupport
+
+BASELINES = {interface: kernels["scratch"] for interface, kernels in FLASH_BUILTINS.items()}
+FLASH_TENSORS = ("out", LSE_LINE, "dq", "dk", "dv")
+FLASH_SHRINK_SECONDS = {"cpu": 60.0, "cuda": 30.0}
+
+
+def effective_support(kernel: Kernel, support: KernelSupport) -> KernelSupport:
+    """The declared support with the features searched made explicit: declared (all if none), less those whose
+    keyword the kernel's signature lacks."""
+    return dataclasses.replace(support, features=signature_features(kernel, flash_features(support)))
+
+
+def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dtype: str = "float32",
+                     supports: KernelSupport | None = None) -> FlashOutcome:
+    """Every check of one case: agreement (out, lse, dq, dk, dv), shape/NaN/mutation/autograd, determinism,
+    the relations; a failure is matched against the named diagnoses."""
+    support = effective_support(kernel, supports or KernelSupport())
+    case = case if isinstance(case.seqlens_q, tuple) else dataclasses.replace(
+        case, seqlens_q=tuple(case.seqlens_q), seqlens_k=tuple(case.seqlens_k), window=tuple(case.window))
+    backward, want_lse = support.backward, "lse" in support.features
+    baseline = BASELINES[case.interface]
+    arrays = case.arrays(dtype)
+    expected, magnitudes, row_logits = flash_oracle(case, arrays)
+    outcome = FlashOutcome(case, logits=magnitudes["logits"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            actual = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
+            base = run_flash_kernel(baseline, case, arrays, dtype, device, backward, True)
+            outcome.actual = actual
+            tensors = [n for n in ("out", "dq", "dk", "dv") if n in actual]
+            outcome.checks += agreement_checks({n: actual[n] for n in tensors}, base, expected, magnitudes,
+                                               row_logits, dtype)
+            if "lse" in actual:
+                wanted = lse_expected(case, arrays, expected["lse"], support.alibi_lse)
+                outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"],
+                                            dtype_of_eps(float(actual["lse_eps"])), case.Lk)
+            again = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
+            outcome.nondeterministic = not same_bits(actual, again)
+            outcome.checks += relation_checks(kernel, baseline, case, arrays, dtype, device,
+                                              "window" in support.features, magnitudes)
+        except KernelDeclinedError as exc:
+            outcome.declined = str(exc)
+        except KernelProblemError as exc:
+            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
+    if outcome.failed and outcome.actual is not None:
+        outcome.diagnosis = diagnose(case, arrays, outcome.actual, expected, dtype)
+    return outcome
+
+
+def _feature_conditions(case: FlashCase) -> dict[str, bool]:
+    left, right = case.window
+    return {
+        "GQA (H/Hkv in 2..8, Hkv >= 2)": 1 < case.Hkv < case.H,
+        "MQA (Hkv = 1)": case.Hkv == 1 and case.H > 1,
+        "causal (bottom-right)": case.causal,
+        "window: one side": (left >= 0) != (right >= 0) and case.window != (0, 0),
+        "window: both sides": left >= 0 and right >= 0 and case.window != (0, 0),
+        "window: 0": case.window == (0, 0),
+        "window >= L": min(left, right) >= max(case.Lq, case.Lk),
+        "softcap": case.softcap > 0,
+        "ALiBi": case.alibi,
+        "Lq > Lk": any(a > b for a, b in zip(case.seqlens_q, case.seqlens_k, strict=True)),
+        "Lq < Lk": any(a < b for a, b in zip(case.seqlens_q, case.seqlens_k, strict=True)),
+        "tile boundary (a multiple of 16, or one off)": any(n > 12 and n % 16 in (0, 1, 15)
+                                                            for n in (*case.seqlens_q, *case.seqlens_k)),
+        "varlen: an empty sequence": case.interface == "varlen" and 0 in (*case.seqlens_q, *case.seqlens_k),
+        "varlen: a sequence of length 1": case.interface == "varlen" and 1 in case.seqlens_q,
+    }
+
+
+FEATURE_LINES = tuple(_feature_conditions(FlashCase("flash", 1, 1, (1,), (1,), 1, 1, False, (-1, -1), 0.0, False,
+                                                    None, "gaussian", 1.0, 0)))
+# the family feature (KernelSupport.features) each line needs
+_LINE_NEEDS = {"GQA (H/Hkv in 2..8, Hkv >= 2)": "gqa", "MQA (Hkv = 1)": "gqa", "window: one side": "window",
+               "window: both sides": "window", "window: 0": "window", "window >= L": "window", "softcap": "softcap",
+               "ALiBi": "alibi"}
+
+
+def flash_case_features(case: FlashCase) -> list[str]:
+    """The report lines (features searched) a case counts towards."""
+    return [line for line, holds in _feature_conditions(case).items() if holds]
+
+
+def _empty_lines(report: Report, support: KernelSupport, interface: str) -> None:
+    for name in (RAISES_LINE, SHAPE_LINE, FINITE_LINE, MUTATION_LINE, AUTOGRAD_LINE, DETERMINISM_LINE,
+                 *FLASH_TENSORS, *FLASH_RELATION_LINES.values()):
+        report.line(name)
+    for name in FEATURE_LINES:
+        if interface == "flash" and name.startswith("varlen"):
+            continue
+        report.line(name)
+        if name in _LINE_NEEDS and _LINE_NEEDS[name] not in support.features:
+            report.line(name).note = "not searched: declared unsupported, or its keyword is not in the signature"
+    if not support.backward:
+        for name in (AUTOGRAD_LINE, "dq", "dk", "dv"):
+            report.line(name).note = "kernel declares no backward"
+    if "lse" not in support.features:
+        report.line(LSE_LINE).note = "kernel declares no LSE (or takes no return_attn_probs)"
+    report.line(FLASH_RELATION_LINES["varlen_split" if interface == "flash" else "batch_split"]).note = (
+        f"not a relation of the {interface} interface")
+
+
+def _tally(report: Report, outcome: FlashOutcome) -> None:
+    features = flash_case_features(outcome.case)
+    if outcome.declined:
+        report.skipped += 1
+        for name in features:
+            report.line(name).skipped += 1
+        if outcome.declined not in report.declined_reasons and len(report.declined_reasons) < 3:
+            report.declined_reasons.append(outcome.declined)
+        return
+    report.examples += 1
+    lines_hit = set(features) | {c.line for c in outcome.checks} | {DETERMINISM_LINE}
+    if not outcome.failed:
+        lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
+        lines_hit |= {AUTOGRAD_LINE} if any(c.line == "dq" for c in outcome.checks) else set()
+    for name in lines_hit:
+        report.line(name).examples += 1
+    for check in outcome.checks:
+        report.line(check.line).add(check)
+    for name in features:
+        for check in outcome.checks:
+            if check.line in FLASH_TENSORS:
+                report.line(name).add(check)
+    if outcome.nondeterministic:
+        report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
+
+
+class FlashSearch:
+    """One run over a flash interface: coverage cases, then hypothesis; the failures found so far."""
+
+    def __init__(self, kernel: Kernel, support: KernelSupport, interface: str, device: str, dtype: str,
+                 report: Report, on_example: Callable[[int], None] | None) -> None:
+        self.kernel, self.support, self.interface = kernel, support, interface
+        self.device, self.dtype, self.report, self.on_example = device, dtype, report, on_example
+        self.failures: list[FlashOutcome] = []
+        self.first_failure_at: float | None = None
+
+    def run_case(self, case: FlashCase) -> FlashOutcome:
+        outcome = check_flash_case(self.kernel, case, device=self.device, dtype=self.dtype, supports=self.support)
+        if not self.failures:
+            _tally(self.report, outcome)
+            if self.on_example is not None:
+                self.on_example(self.report.examples + self.report.skipped)
+        return outcome
+
+    def record_failure(self, outcome: FlashOutcome) -> None:
+        self.failures.append(outcome)
+        if self.first_failure_at is None:
+            self.first_failure_at = time.perf_counter()
+
+    def example(self, case: FlashCase) -> None:
+        started = self.first_failure_at
+        if started is not None and time.perf_counter() - started > FLASH_SHRINK_SECONDS[self.device]:
+            self.report.shrink_capped = True
+            return
+        searching = not self.failures
+        outcome = self.run_case(case)
+        if outcome.failed:
+            self.record_failure(outcome)
+            raise AssertionError(outcome.summary())
+        margins = [c.margin for c in outcome.checks if c.stat]
+        if searching and margins:
+            target(min(max(margins), 1e6), label="error / allowed error")
+
+    def search(self, max_examples: int, seed: int) -> None:
+        @hypothesis_seed(seed)
+        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+                  phases=(Phase.generate, Phase.target, Phase.shrink))
+        @given(case=flash_cases(self.support, self.interface))
+        def one_example(case: FlashCase) -> None:
+            self.example(case)
+
+        with contextlib.suppress(AssertionError, HypothesisException):
+            one_example()
+
+    def run(self, max_examples: int, seed: int) -> None:
+        """Coverage cases first; the first that fails is the failure (already small), else the search."""
+        for name, case in flash_coverage_cases(self.support, self.interface):
+            outcome = self.run_case(case)
+            self.report.line(f"coverage: {name}")
+            if outcome.failed:
+                self.record_failure(outcome)
+                self.report.line(f"coverage: {name}").failures += 1
+                return
+            self.report.line(f"coverage: {name}").examples += 0 if outcome.declined else 1
+            self.report.line(f"coverage: {name}").skipped += 1 if outcome.declined else 0
+        self.search(max_examples, seed)
+        if self.failures:
+            replay = check_flash_case(self.kernel, self.failures[-1].case, device=self.device, dtype=self.dtype,
+                                      supports=self.support)
+            self.report.not_reproducible = not replay.failed
+
+
+def run_flash_search(kernel: Kernel, support: KernelSupport, interface: str, device: str, dtype: str,
+                     report: Report, max_examples: int, seed: int,
+                     on_example: Callable[[int], None] | None) -> FlashOutcome | None:
+    """Fill ``report``; return the minimal failure, if any."""
+    support = effective_support(kernel, support)
+    _empty_lines(report, support, interface)
+    run = FlashSearch(kernel, support, interface, device, dtype, report, on_example)
+    run.run(max_examples, seed)
+    return run.failures[-1] if run.failures else None
+
+
+def flash_repro_script(kernel_spec: str | None, failure: FlashOutcome, device: str, dtype: str,
+                       supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
+    """A standalone script that rebuilds the minimal failing case and checks the kernel on it (exit 1 while it
+    fails)."""
+    fields = ", ".join(f"{name}={value!r}" for name, value in failure.case.to_json().items())
+    support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
+    supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
+        f"SUPPORTS = KernelSupport({support_fields})")
+    found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
+    diagnosis = f"# diagnosis: {failure.diagnosis}\n" if failure.diagnosis else ""
+    warning = "# warning: the case passed when checked again on its own (state kept between calls?)\n" if (
+        not_reproducible) else ""
+    return f'''"""Reproduce the failure ``triad verify`` found, on the minimal case hypothesis shrank to.
+
+    python {{this file}} [MODULE:FUNCTION]
+
+Exit status 1 while the kernel still fails this case, 0 once it passes.
+"""
+# Found on {device}, {dtype}:
+{found}
+{diagnosis}{warning}
+import sys
+
+from torch_impl.kernels import resolve_kernel
+from triad.verify.flash_api import check_flash_case
+from triad.verify.flash_cases import FlashCase
+from triad.verify.support import KernelSupport, declared_support
+
+KERNEL = {kernel_spec!r}
+CASE = FlashCase({fields})
+{supports_line}
+
+if __name__ == "__main__":
+    spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
+    if spec is None:
+        sys.exit("usage: python {{this file}} MODULE:FUNCTION")
+    kernel = resolve_kernel(spec)
+    outcome = check_flash_case(kernel, CASE, device={device!r}, dtype={dtype!r},
+                               supports=declared_support(kernel, SUPPORTS))
+    print(outcome.summary())
+    sys.exit(1 if outcome.failed else 0)
+'''
