@@ -128,6 +128,10 @@ FLOOR_ULPS = 2.0
 LOGIT_FLOOR_FACTOR = 2.0
 # triad verify: any kernel, including blocked online-softmax ones (see "Kernels" in the docstring).
 KERNEL_LOGIT_FLOOR_FACTOR = 4.0
+# A returned LSE: a kernel that keeps its softmax statistics in base 2 (exp2 of scores times log2(e), as Triton
+# kernels and FlexAttention do) converts them back to the natural log on the way out (x / ln 2 in, x * ln 2 out):
+# two more roundings, each a relative unit roundoff of |LSE| itself.
+LSE_BASE_CHANGE_ROUNDINGS = 2.0
 
 # Unit in the last place at 1.0 (machine epsilon) of each dtype, by name.
 EPS_BY_DTYPE = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}

@@ -83,7 +83,7 @@ def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dt
             if "lse" in actual:
                 wanted = lse_expected(case, arrays, expected["lse"], support.alibi_lse)
                 outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"],
-                                            dtype_of_eps(float(actual["lse_eps"])), case.Lk)
+                                            dtype_of_eps(float(actual["lse_eps"])), case.Lk, case.d)
             again = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
             outcome.nondeterministic = not same_bits(actual, again)
             outcome.checks += relation_checks(kernel, baseline, case, arrays, dtype, device,

@@ -40,7 +40,14 @@ from reference.flash_attention import (
 )
 from reference.score_mods import softcap_forward
 from torch_impl.kernels import TORCH_DTYPES
-from triad.tolerance import EPS_BY_DTYPE, attention_magnitudes, max_abs_err
+from triad.tolerance import (
+    ACCUMULATOR_EPS_BY_DTYPE,
+    EPS_BY_DTYPE,
+    KERNEL_LOGIT_FLOOR_FACTOR,
+    LSE_BASE_CHANGE_ROUNDINGS,
+    attention_magnitudes,
+    max_abs_err,
+)
 from triad.verify.flash_cases import FlashCase
 from triad.verify.judge import (
     AUTOGRAD_LINE,
@@ -280,7 +287,7 @@ def alibi_lse_shift(case: FlashCase, arrays: dict[str, Any]) -> np.ndarray:
 
 
 def lse_check(actual: np.ndarray, expected: np.ndarray, baseline: np.ndarray, row_scales: np.ndarray,
-              dtype: str, Lk: int) -> list[CheckResult]:
+              dtype: str, Lk: int, d: int) -> list[CheckResult]:
     """The LSE, absolute: an empty row (expected -inf) may be +inf or -inf; elsewhere the rule per row."""
     empty = np.isneginf(expected)
     ok_empty = bool(np.all(np.isinf(actual[empty])))
@@ -288,6 +295,14 @@ def lse_check(actual: np.ndarray, expected: np.ndarray, baseline: np.ndarray, ro
     checks = [CheckResult(LSE_LINE, ok_empty, message=message)]
     a, e, b = (np.where(empty, 0.0, x) for x in (actual, expected, baseline))
     b = np.where(np.isfinite(b), b, e)
+    # The LSE is absolute, of the size of the row's logits, so its floor is the logit term: KERNEL_LOGIT_FLOOR_FACTOR
+    # roundings at each row's logit scale s|q||k|. Each score is also a sum of d products, whose roundings add up
+    # to ~sqrt(d) more of that scale (the "Reduction length" rule of triad.tolerance, here at the logits' scale,
+    # where the outputs' own term uses their magnitude), and a kernel that keeps its statistics in base 2 rounds
+    # twice more at |LSE| (LSE_BASE_CHANGE_ROUNDINGS). Both are written in units of the logit term's factor.
+    accumulation = ACCUMULATOR_EPS_BY_DTYPE[dtype] / EPS_BY_DTYPE[dtype] * np.sqrt(d)
+    row_scales = (row_scales * (1.0 + accumulation / KERNEL_LOGIT_FLOOR_FACTOR)
+                  + LSE_BASE_CHANGE_ROUNDINGS / KERNEL_LOGIT_FLOOR_FACTOR * np.abs(e))
     checks.append(rowwise_rule_check(LSE_LINE, a[..., None], e[..., None], max_abs_err(b, e), 1.0, dtype, row_scales,
                                      0.0, float(Lk)))
     return checks
