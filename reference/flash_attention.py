@@ -9,8 +9,10 @@ oracle), and the LSE is returned in that dtype too (FlashAttention returns float
 
 .. math::
 
-    S = s\, Q K^\top \;\to\; S \leftarrow c \tanh(S/c) \;\to\;
-    S \leftarrow S - m_h |a_i - j| \;\to\; S_{ij} \leftarrow -\infty \text{ unless } a_i - \ell \le j \le a_i + r
+    S = s\, Q K^\top \;\to\; S \leftarrow c \tanh(S/c) \;\to\; S \leftarrow S - m_h |a_i - j|
+
+    \;\to\; S_{ij} \leftarrow -\infty \text{ unless } a_i - \ell \le j \le a_i + r
+
     \;\to\; P = \mathrm{softmax}(S), \quad O = P V, \quad \mathrm{LSE}_i = \log \textstyle\sum_j e^{S_{ij}}
 
 with :math:`s` = ``softmax_scale`` (default :math:`1/\sqrt d`), :math:`c` = ``softcap`` (0 = off),
