@@ -121,6 +121,8 @@ def verify(
     interface: Annotated[str | None, typer.Option(
         help="sdpa, flash or varlen (FlashAttention's flash_attn_func / flash_attn_varlen_func); "
              "default: inferred from the kernel's parameter names.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every line on its own: each feature the failing "
+                                          "case counted towards, each failing check's numbers.")] = False,
 ) -> None:
     """Search for a case where an attention kernel disagrees with the float64 reference; exit 0 verified,
     1 a failure found (the minimal case and a repro script), 2 a usage error (bad name, dtype, device)."""
@@ -128,7 +130,7 @@ def verify(
 
     _importable_from_here()
     raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro,
-                                          interface))
+                                          interface, verbose))
 
 
 @app.command()

@@ -14,7 +14,7 @@ from triad.verify.report import EXIT_CODES
 
 
 def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: int, json_path: Path | None,
-               repro: Path | None, interface: str | None = None) -> int:
+               repro: Path | None, interface: str | None = None, verbose: bool = False) -> int:
     """Run the verifier, print the report, write the files asked for; return the exit code (0, 1 or 2)."""
     console = Console()
     try:  # before the search, not after it (the default repro path falls back to a temporary file if need be)
@@ -26,7 +26,7 @@ def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: in
         task = progress.add_task(f"verifying {kernel}", total=max_examples)
         report = verify_attention(kernel, device=device, dtype=dtype, max_examples=max_examples, seed=seed,
                                   on_example=lambda n: progress.update(task, completed=n), interface=interface)
-    report.render(console)
+    report.render(console, verbose)
     if json_path is not None:
         write_output(json_path, report.write_json, "--json")
     if report.repro_script:

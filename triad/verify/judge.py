@@ -119,11 +119,20 @@ class CaseOutcome:
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
-    def summary(self) -> str:
+    def summary(self, verbose: bool = True) -> str:
+        """The case and its failing checks (all checks if none failed). ``verbose=False`` collapses what one root
+        cause produces: the first failing check in full, the others of the same case as one line of names."""
         if self.declined:
             return f"declined: {self.declined}\n  case: {self.case.describe()}"
         lines = [f"{'FAILED' if self.failed else 'passed'}: {self.case.describe()}"]
-        lines += [f"  {c.describe()}" for c in (self.failures() or self.checks)]
+        shown = self.failures() or self.checks
+        if verbose or len(shown) < 2:
+            return "\n".join(lines + [f"  {c.describe()}" for c in shown])
+        first = shown[0]
+        others = list(dict.fromkeys(c.line + (" (mean)" if c.stat == "mean" else "") for c in shown[1:]))
+        lines.append(f"  {first.describe()}")
+        lines.append(f"  also failing on this case (likely the same cause; --verbose for their numbers): "
+                     f"{', '.join(others)}")
         return "\n".join(lines)
 
 
