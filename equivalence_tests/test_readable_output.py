@@ -47,6 +47,7 @@ def test_one_failing_case_is_one_folded_line_of_features_and_verbose_unfolds_it(
     failing_features = [line.name for line in report.lines.values()
                         if line.verdict == "FAIL" and line.name not in {c.line for c in report.failure.failures()}]
     assert len(failing_features) >= 2, report.summary(verbose=True)
+    assert "that row is 0 by convention" in report.summary()  # the expected value is SDPA's contract, said so
     text = {}
     for verbose in (False, True):
         buffer = StringIO()
