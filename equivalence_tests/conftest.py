@@ -1,4 +1,4 @@
-"""Hypothesis profiles and the ``gpu`` marker.
+"""Hypothesis profiles, the ``gpu`` marker and the ``slow`` marker (skipped unless ``--run-slow``).
 
 Profiles (``HYPOTHESIS_PROFILE=dev|ci|thorough``, default ``dev``):
 
@@ -43,10 +43,17 @@ torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow: seed sweeps, default-budget verify runs, subprocess and "
+                          "browser runs (CI runs them after the rest, with -m slow)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
+    skip_slow = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")
     skip_gpu = pytest.mark.skip(reason="needs CUDA; none is present")
     for item in items:
-        if "gpu" in item.keywords:
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)

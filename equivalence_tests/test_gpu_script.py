@@ -31,6 +31,9 @@ exec {python} "$@"
 """
 
 
+# the whole plan runs in a subprocess, a minute or more on 2 cores
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("gpu_run")

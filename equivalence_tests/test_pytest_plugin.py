@@ -29,6 +29,7 @@ def test_the_plugin_is_installed_under_its_module_name() -> None:
     assert names.get("triad.pytest_plugin") == "triad.pytest_plugin"
 
 
+@pytest.mark.slow  # a pytest subprocess that runs three verify searches
 def test_a_failing_kernel_fails_its_test_with_the_minimal_case_and_the_repro_path(
         pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(request.config.rootpath))  # equivalence_tests.planted_kernels importable

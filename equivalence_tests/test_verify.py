@@ -34,15 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PASSING_EXAMPLES = 40
 
 
-@pytest.mark.parametrize("kernel", ["native", "sdpa-math", "sdpa-flash", "scratch", "reference"])
+@pytest.mark.parametrize("kernel", ["native", "scratch", *(pytest.param(name, marks=pytest.mark.slow)
+                                                             for name in ("sdpa-math", "sdpa-flash", "reference"))])
 def test_cpu_sdpa_backends_and_builtins_are_verified(kernel: str) -> None:
-    # native runs the default budget: the one run that must also reach every relation and input family
-    report = verify_attention(kernel, max_examples=200 if kernel == "native" else PASSING_EXAMPLES, seed=0)
+    report = verify_attention(kernel, max_examples=PASSING_EXAMPLES, seed=0)
     assert report.verdict == VERIFIED, report.summary()
     assert report.examples > 0
-    if kernel == "native":
-        for line in (*RELATION_LINES.values(), *(f"inputs: {family}" for family in FAMILIES)):
-            assert report.lines[line].examples > 0, line
+
+
+@pytest.mark.slow
+def test_the_default_budget_reaches_every_relation_and_input_family() -> None:
+    report = verify_attention("native", seed=0)
+    assert report.verdict == VERIFIED, report.summary()
+    for line in (*RELATION_LINES.values(), *(f"inputs: {family}" for family in FAMILIES)):
+        assert report.lines[line].examples > 0, line
 
 
 def test_sdpa_flash_declines_cases_it_cannot_run_and_they_show_as_skipped() -> None:
@@ -61,6 +66,7 @@ def test_every_planted_bug_is_caught_within_the_default_budget_and_shrunk(name: 
     assert report.failure.failures()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("kernel", [correct_attention, "native"], ids=["correct_attention", "native"])
 def test_correct_kernels_raise_no_false_alarm_across_seeds(kernel, seed: int) -> None:
@@ -68,9 +74,10 @@ def test_correct_kernels_raise_no_false_alarm_across_seeds(kernel, seed: int) ->
     assert report.verdict == VERIFIED, report.summary()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_textbook_kernel_with_autograd_through_the_row_max_passes_at_the_default_budget(seed: int) -> None:
-    report = verify_attention(textbook_attention, seed=seed)
+@pytest.mark.parametrize("max_examples", [PASSING_EXAMPLES, pytest.param(200, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+def test_a_textbook_kernel_with_autograd_through_the_row_max_passes(seed: int, max_examples: int) -> None:
+    report = verify_attention(textbook_attention, seed=seed, max_examples=max_examples)
     assert report.verdict == VERIFIED, report.summary()
 
 
@@ -102,6 +109,7 @@ def test_every_mask_kind_is_checked_in_every_run_whatever_the_search_draws() -> 
         assert report.lines[f"mask: {mask}"].verdict == "pass", (mask, report.lines[f"mask: {mask}"].note)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
 def test_native_is_verified_in_every_dtype_on_cpu(dtype: str) -> None:
     report = verify_attention("native", dtype=dtype, max_examples=30, seed=0)
@@ -299,6 +307,7 @@ class _WrongUntilWarm:
         return 2.0 * out if self.calls_left >= 0 else out
 
 
+@pytest.mark.slow
 def test_a_failure_that_does_not_reproduce_on_its_own_is_flagged() -> None:
     report = verify_attention(_WrongUntilWarm(wrong_calls=3), seed=0)
     assert report.verdict == FAILED and report.not_reproducible

@@ -51,7 +51,7 @@ def test_builtins_verified(builtin: str, interface: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(CORRECT_FLASH))
 def test_correct_styles_have_no_false_alarm(name: str, seed: int, dtype: str) -> None:
     interface, kernel = CORRECT_FLASH[name]
@@ -65,7 +65,7 @@ def _expected_diagnosis(key: str) -> str:
     return DIAGNOSES[key][0] if key else ""
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(PLANTED_FLASH))
 def test_planted_caught_with_the_right_diagnosis(name: str, seed: int) -> None:
     interface, kernel, key = PLANTED_FLASH[name]
