@@ -200,3 +200,22 @@ def test_verify_attention_runs_the_long_cases_after_the_search() -> None:
 def test_the_pytest_plugin_has_the_long_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "triad.pytest_plugin", "--help")
     result.stdout.fnmatch_lines(["*--triad-long*LENGTHS*"])
+
+
+LONG_PLUGIN_TEST = '''
+from torch_impl.flash_kernels import FLASH_BUILTINS
+
+def test_native_long(triad_verify):
+    report = triad_verify(FLASH_BUILTINS["flash"]["native"], interface="flash")
+    assert [line.examples for name, line in report.lines.items() if name.startswith("long: L = 320")] == [1, 1, 0]
+'''
+
+
+@pytest.mark.slow
+def test_the_pytest_plugin_runs_the_long_cases_with_triad_long(
+        pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(request.config.rootpath))
+    pytester.makepyfile(test_long_kernel=LONG_PLUGIN_TEST)
+    result = pytester.runpytest_subprocess("-p", "triad.pytest_plugin", "--triad-max-examples", "1",
+                                           "--triad-long", "320")
+    result.assert_outcomes(passed=1)

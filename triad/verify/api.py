@@ -492,6 +492,8 @@ def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str,
         long_failure = None if failure is not None or not long_lengths else run_long(
             resolved, support, device, dtype, long_lengths, seed, report)
     report.seconds = time.perf_counter() - started
+    if failure is not None and long_lengths:
+        report.line("long contexts")  # never reached: the search failed first
     if long_failure is not None:
         report.verdict, report.failure = FAILED, long_failure
         report.repro_script = long_repro_script(kernel_spec(kernel), long_failure, device, dtype)

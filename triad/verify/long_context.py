@@ -81,12 +81,17 @@ class LongOutcome(FlashOutcome):
 
     @property
     def line(self) -> str:
-        return f"long: L = {self.case.Lk} {self.name}"
+        return long_line(self.case, self.name)
 
     def figures(self) -> str:
         peak = self.oracle_peak_bytes / 2**20
         return (f"{self.query_positions} query / {self.key_positions} key positions; kernel {self.kernel_seconds:.1f} "
                 f"s, oracle {self.oracle_seconds:.1f} s, oracle peak {peak:.0f} MiB")
+
+
+def long_line(case: FlashCase, name: str) -> str:
+    """The report line of a long case: ``long: L = 32768 causal, H=4 Hkv=2 d=64``."""
+    return f"long: L = {case.Lk} {name}"
 
 
 def check_long_lengths(lengths: Sequence[int]) -> tuple[int, ...]:
@@ -245,15 +250,17 @@ def run_long(kernel: Kernel, support: KernelSupport, device: str, dtype: str, le
              report: Report) -> LongOutcome | None:
     """Every long case into ``report`` (a line each); the first failure stops the run and is returned."""
     support = effective_support(kernel, support)
-    for length in lengths:
-        for name, case in long_cases(length, support, seed):
-            if support.max_length is not None and length > support.max_length:
-                report.line(f"long: L = {length} {name}").note = "not searched: longer than the declared max_length"
-                continue
-            outcome = check_long_case(kernel, case, name, device=device, dtype=dtype, supports=support)
-            _tally(report, outcome)
-            if outcome.failed:
-                return outcome
+    planned = [(name, case) for length in lengths for name, case in long_cases(length, support, seed)]
+    for name, case in planned:  # every line first: those after a failure read "not reached"
+        report.line(long_line(case, name))
+    for name, case in planned:
+        if support.max_length is not None and case.Lk > support.max_length:
+            report.line(long_line(case, name)).note = "not searched: longer than the declared max_length"
+            continue
+        outcome = check_long_case(kernel, case, name, device=device, dtype=dtype, supports=support)
+        _tally(report, outcome)
+        if outcome.failed:
+            return outcome
     return None
 
 
