@@ -78,7 +78,7 @@ def run_reference(L: int, causal: bool, block_size: int | None, threads: int) ->
     from reference import flash_attention
     from reference.flash_attention import flash_attention_backward, flash_attention_forward
 
-    flash_attention.EXP_THREADS = threads
+    flash_attention.TILE_THREADS = threads
 
     q, k, v, dout = np.random.default_rng(0).standard_normal((4, 1, L, 1, D_HEAD))  # (1, L, 1, d) each
     small = q[:, :1024]  # warm-up: BLAS threads, the thread pool, the allocator

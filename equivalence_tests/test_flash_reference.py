@@ -93,13 +93,20 @@ def test_tiled_equals_dense_on_a_long_causal_window_with_everything_on() -> None
     assert_same(run(arrays, block_size=16, **case.kwargs()), run(arrays, **case.kwargs()), magnitudes(arrays, None))
 
 
-def test_tiled_equals_dense_when_the_exponentials_are_split_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiles of >= 64k scores split their exponentials over threads (rows apart): the same numbers."""
-    monkeypatch.setattr(flash_attention, "EXP_THREADS", 3)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_tiled_equals_dense_whatever_the_threads_the_row_tiles_run_on(monkeypatch: pytest.MonkeyPatch,
+                                                                      threads: int) -> None:
+    """Row tiles split round robin over threads, each with its share of dK, dV summed at the end: the same
+    numbers, and bit for bit the same on every run with the same number of threads."""
+    monkeypatch.setattr(flash_attention, "TILE_THREADS", threads)
     case = FlashCase(B=1, Lq=400, Lk=700, n_kv=1, n_rep=2, d=5, dv=3, causal=True, window=(-1, -1), softcap=2.0,
                      alibi="geometric", softmax_scale=None, seed=4)
     arrays = case.arrays()
-    assert_same(run(arrays, block_size=300, **case.kwargs()), run(arrays, **case.kwargs()), magnitudes(arrays, None))
+    tiled = run(arrays, block_size=64, **case.kwargs())
+    assert_same(tiled, run(arrays, **case.kwargs()), magnitudes(arrays, None))
+    again = run(arrays, block_size=64, **case.kwargs())
+    for name in tiled:
+        np.testing.assert_array_equal(again[name], tiled[name], err_msg=name)
 
 
 def test_tiled_never_holds_a_score_matrix() -> None:

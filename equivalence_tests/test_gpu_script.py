@@ -89,8 +89,10 @@ def test_a_failing_or_hanging_stage_does_not_stop_the_others(dry_run) -> None:  
 def test_wanted_kernels_missing_from_the_registry_are_named_not_dropped(dry_run) -> None:  # type: ignore[no-untyped-def]
     out, _, stages = dry_run
     wanted = json.loads((out / "machine.json").read_text())["env"]["kernels"]["wanted"]
-    assert set(wanted) == {"triton", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flex"}
+    assert set(wanted) == {"triton", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flex", "native/flash", "flex/flash"}
+    assert wanted["native/flash"] == "present"  # FlashAttention's interface, staged as verify-native-flash-DTYPE
     for kernel, state in wanted.items():
+        kernel = kernel.replace("/", "-")
         if state == "present":
             assert f"verify-{kernel}-bfloat16" in stages
         else:

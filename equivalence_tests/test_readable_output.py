@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from equivalence_tests.planted_kernels import PLANTED
 from triad.cli import app
 from triad.train import default_save_path, verdict
 from triad.verify.api import verify_attention
@@ -39,6 +40,25 @@ def test_verify_piped_is_one_line_per_check_without_a_box() -> None:
         # the verdict, the numbers, then the name
         own_line = re.compile(rf"^(not reached|\S+) +[-0-9.e+inf ]+  {re.escape(name)}( \(|  |$)")
         assert sum(bool(own_line.match(line)) for line in lines) == 1, name
+
+
+def test_one_failing_case_is_one_folded_line_of_features_and_verbose_unfolds_it() -> None:
+    report = verify_attention(PLANTED["minus_1e9_fill"], max_examples=20, seed=0)
+    failing_features = [line.name for line in report.lines.values()
+                        if line.verdict == "FAIL" and line.name not in {c.line for c in report.failure.failures()}]
+    assert len(failing_features) >= 2, report.summary(verbose=True)
+    assert "that row is 0 by convention" in report.summary()  # the expected value is SDPA's contract, said so
+    text = {}
+    for verbose in (False, True):
+        buffer = StringIO()
+        report.render(Console(file=buffer, width=80), verbose=verbose)
+        text[verbose] = buffer.getvalue()
+    folded = [line for line in text[False].splitlines() if "the failing case's" in line]
+    assert len(folded) == 1 and all(name in folded[0] for name in failing_features), folded
+    assert "also failing on this case" in text[False] and "dv (max error)" not in text[False]
+    assert "the failing case's" not in text[True] and "dv (max error)" in text[True]
+    for name in failing_features:  # verbose: each on its own line
+        assert any(line.endswith(f"  {name}") for line in text[True].splitlines()), name
 
 
 def test_verdict_names_the_metric_the_target_and_the_outcome() -> None:

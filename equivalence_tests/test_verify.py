@@ -99,6 +99,7 @@ def test_every_mask_kind_is_checked_in_every_run_whatever_the_search_draws() -> 
     assert report.verdict == VERIFIED, report.summary()
     for mask in MASK_KINDS:
         assert report.lines[f"mask: {mask}"].examples > 0, mask
+        assert report.lines[f"mask: {mask}"].verdict == "pass", (mask, report.lines[f"mask: {mask}"].note)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
@@ -336,7 +337,8 @@ def test_declared_support_is_respected_and_the_rest_reported_skipped() -> None:
     assert report.verdict == VERIFIED, report.summary()
     for mask in ("bool_shared", "additive", "fully_masked_rows", "single_key", "key_padding", "alibi"):
         assert report.lines[f"mask: {mask}"].verdict == "skipped"
-    assert report.lines["mask: is_causal"].examples > 0
+    for mask in ("none", "is_causal"):  # drawn: no note saying they are not
+        assert report.lines[f"mask: {mask}"].examples > 0 and not report.lines[f"mask: {mask}"].note, mask
     assert verify_attention("reference", dtype="float16").verdict == UNSUPPORTED  # declared float32/float64 only
 
 

@@ -15,7 +15,7 @@ from equivalence_tests.planted_flash_kernels import CORRECT_FLASH, PLANTED_FLASH
 from torch_impl.flash_kernels import FLASH_BUILTINS
 from triad.cli import app
 from triad.verify import KernelSupport, verify_attention
-from triad.verify.diagnoses import DIAGNOSES, Bug, buggy_attention
+from triad.verify.diagnoses import DIAGNOSES, Bug, buggy_attention, diagnose
 from triad.verify.flash_api import check_flash_case
 from triad.verify.flash_cases import flash_coverage_cases
 from triad.verify.flash_judge import infer_interface, reference_forward
@@ -88,6 +88,18 @@ def test_buggy_reference_without_a_bug_is_the_reference(interface: str) -> None:
         np.testing.assert_array_equal(np.isneginf(mine["lse"]), np.isneginf(lse))
         finite = np.isfinite(lse)
         np.testing.assert_allclose(mine["lse"][finite], lse[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("interface", ["flash", "varlen"])
+def test_a_diagnosis_that_does_not_fit_says_nothing(interface: str) -> None:
+    """A float64 kernel failing on its LSE alone, whose output is computed in the same steps as a buggy
+    variant's (so it equals it bit for bit where the bug changes nothing): no output bug may be named."""
+    for _, case in flash_coverage_cases(KernelSupport(), interface)[:12]:
+        arrays = case.arrays("float64")
+        out, lse, _ = reference_forward(case, arrays)
+        actual = {"out": buggy_attention(case, arrays, Bug(fill="mean"))["out"],
+                  "lse": np.where(np.isfinite(lse), lse + 1e-3, lse)}
+        assert diagnose(case, arrays, actual, {"out": out, "lse": lse}, "float64", {"lse"}) == "", case.describe()
 
 
 def test_a_kernel_without_a_keyword_is_not_asked_for_its_feature() -> None:

@@ -77,14 +77,14 @@ tiled algorithm sequence by sequence, so no :math:`\mathrm{total}_q \times \math
 from __future__ import annotations
 
 import functools
-import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from reference.masks import band_keep, checked_cu_seqlens, effective_window, sequence_ids, varlen_anchors
 from reference.score_mods import alibi_row_bias, softcap_backward, softcap_forward
@@ -99,10 +99,11 @@ from reference.validate import (
     check_softmax_scale,
 )
 
+T = TypeVar("T")
+
 DEFAULT_BLOCK_SIZE = 512  # measured: benchmarks/flash_reference_bench.py
-# The threads a large tile's exponentials are split over (one per core; 1 keeps the tiled algorithm on one core).
-EXP_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_EXP_THREADED_MIN_SIZE = 1 << 16  # below ~64k scores a thread hand-off costs more than it saves
+# The threads the tiled algorithm's row tiles run on (one per core; 1 runs them in order on this thread).
+TILE_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -203,31 +204,30 @@ def key_range(p: Problem, rows: slice) -> tuple[int, int, int, int]:
     return lo, max(lo, hi), full_lo, full_hi
 
 
-def _exp_rows(scores: np.ndarray, shift: np.ndarray, rows: slice) -> None:
-    block = scores[..., rows, :]  # a view
-    np.exp(np.subtract(block, shift[..., rows, :], out=block), out=block)
-
-
 def exp_shifted_inplace(scores: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """scores <- e^(scores - shift) in place, scores (..., R, C), shift (..., R, 1); returns scores.
-
-    The exponential is the tiled algorithm's largest cost after the matmuls (two per visible score, and
-    NumPy's float64 exp is not vectorised without AVX-512), and the matmuls already use every core through
-    BLAS; so a large tile's rows are split over a thread per core (NumPy's ufuncs release the GIL).
-    """
-    n_rows = scores.shape[-2]
-    if EXP_THREADS == 1 or scores.size < _EXP_THREADED_MIN_SIZE:
-        _exp_rows(scores, shift, slice(None))
-        return scores
-    bounds = np.linspace(0, n_rows, EXP_THREADS + 1).astype(int)
-    chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
-    list(_exp_pool().map(_exp_rows, [scores] * len(chunks), [shift] * len(chunks), chunks))
-    return scores
+    """scores <- e^(scores - shift) in place, scores (..., R, C), shift (..., R, 1); returns scores."""
+    return np.exp(np.subtract(scores, shift, out=scores), out=scores)
 
 
 @functools.cache
-def _exp_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=EXP_THREADS, thread_name_prefix="flash-exp")
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def on_tile_threads(work: Callable[[list[Any]], T], jobs: list[Any]) -> list[T]:
+    """``[work(jobs[w::n]) for w in range(n)]`` on ``n = min(TILE_THREADS, len(jobs))`` threads, in that order.
+
+    A tile's matmuls are small (one side is the head dim), so BLAS's own threads spend much of their time
+    waiting on one another, and far more on a loaded machine; and the exponentials and the other element-wise
+    steps run on one core. Row tiles are independent, so each core runs whole tiles instead, with BLAS held
+    to one thread meanwhile (NumPy releases the GIL in both). The split is fixed (round robin, which
+    balances the causal triangle), so the results do not depend on the threads' timing.
+    """
+    n = min(TILE_THREADS, len(jobs))
+    if n <= 1:
+        return [work(jobs)]
+    with _blas().limit(limits=1, user_api="blas"), ThreadPoolExecutor(n, thread_name_prefix="flash-tiles") as pool:
+        return list(pool.map(work, [jobs[w::n] for w in range(n)]))
 
 
 def tiles(p: Problem, block_size: int) -> Iterator[tuple[slice, list[tuple[slice, bool]]]]:
@@ -244,12 +244,11 @@ def tiles(p: Problem, block_size: int) -> Iterator[tuple[slice, list[tuple[slice
         yield rows, key_tiles
 
 
-def tiled_forward(p: Problem, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """out (B, Hkv, R, dv), lse (B, Hkv, R) by the online softmax over key tiles (see the module docstring)."""
-    B, n_kv, R = p.q.shape[:3]
-    out = np.zeros((B, n_kv, R, p.v.shape[-1]), dtype=p.q.dtype)  # (B, Hkv, R, dv)
-    lse = np.full((B, n_kv, R), -np.inf, dtype=p.q.dtype)  # (B, Hkv, R)
-    for rows, key_tiles in tiles(p, block_size):
+def _forward_row_tiles(p: Problem, block_size: int, out: np.ndarray, lse: np.ndarray,
+                       row_tiles: list[tuple[slice, list[tuple[slice, bool]]]]) -> None:
+    """The online softmax of each row tile, written into its rows of ``out`` and ``lse``."""
+    B, n_kv = p.q.shape[:2]
+    for rows, key_tiles in row_tiles:
         n_rows = rows.stop - rows.start
         acc = np.zeros((B, n_kv, n_rows, p.v.shape[-1]), dtype=p.q.dtype)  # (B, Hkv, R_t, dv): A
         row_max = np.full((B, n_kv, n_rows, 1), -np.inf, dtype=p.q.dtype)  # (B, Hkv, R_t, 1): m
@@ -268,18 +267,23 @@ def tiled_forward(p: Problem, block_size: int) -> tuple[np.ndarray, np.ndarray]:
         out[:, :, rows] = acc / np.where(seen, row_sum, 1.0)  # O = A / l; 0 on an empty row
         with np.errstate(divide="ignore"):
             lse[:, :, rows] = (row_max + np.log(row_sum))[..., 0]  # LSE = m + log l; -inf on an empty row
+
+
+def tiled_forward(p: Problem, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """out (B, Hkv, R, dv), lse (B, Hkv, R) by the online softmax over key tiles (see the module docstring)."""
+    B, n_kv, R = p.q.shape[:3]
+    out = np.zeros((B, n_kv, R, p.v.shape[-1]), dtype=p.q.dtype)  # (B, Hkv, R, dv)
+    lse = np.full((B, n_kv, R), -np.inf, dtype=p.q.dtype)  # (B, Hkv, R)
+    on_tile_threads(functools.partial(_forward_row_tiles, p, block_size, out, lse), list(tiles(p, block_size)))
     return out, lse
 
 
-def tiled_backward(p: Problem, out: np.ndarray, lse: np.ndarray, dout: np.ndarray,
-                   block_size: int) -> tuple[np.ndarray, ...]:
-    """dout (B, Hkv, R, dv) -> dq, dk, dv (grouped rows), recomputing P = e^(S - LSE) tile by tile."""
-    delta = np.sum(dout * out, axis=-1)[..., None]  # (B, Hkv, R, 1): D = rowsum(dO o O)
-    lse_for_p = np.where(np.isfinite(lse), lse, np.inf)[..., None]  # (B, Hkv, R, 1): empty row -> P = 0
-    dq = np.zeros(p.q.shape, dtype=p.q.dtype)  # (B, Hkv, R, d)
+def _backward_row_tiles(p: Problem, delta: np.ndarray, lse_for_p: np.ndarray, dout: np.ndarray, dq: np.ndarray,
+                        row_tiles: list[tuple[slice, list[tuple[slice, bool]]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row tile's dQ, written into ``dq``; returns these row tiles' share of dK, dV (summed by the caller)."""
     dk = np.zeros(p.k.shape, dtype=p.q.dtype)  # (B, Hkv, Lk, d)
     dv = np.zeros(p.v.shape, dtype=p.q.dtype)  # (B, Hkv, Lk, dv)
-    for rows, key_tiles in tiles(p, block_size):
+    for rows, key_tiles in row_tiles:
         q_scaled = p.scale * p.q[:, :, rows]  # (B, Hkv, R_t, d)
         dout_t = dout[:, :, rows]  # (B, Hkv, R_t, dv)
         dq_t = np.zeros(q_scaled.shape, dtype=p.q.dtype)  # (B, Hkv, R_t, d)
@@ -294,6 +298,21 @@ def tiled_backward(p: Problem, out: np.ndarray, lse: np.ndarray, dout: np.ndarra
             dq_t += dscores @ p.k[:, :, cols]  # (B, Hkv, R_t, d): dQ += dS K_t (times s below)
             dk[:, :, cols] += np.swapaxes(dscores, -1, -2) @ q_scaled  # (B, Hkv, C_t, d): dK_t += s dS^T Q
         dq[:, :, rows] = p.scale * dq_t
+    return dk, dv
+
+
+def tiled_backward(p: Problem, out: np.ndarray, lse: np.ndarray, dout: np.ndarray,
+                   block_size: int) -> tuple[np.ndarray, ...]:
+    """dout (B, Hkv, R, dv) -> dq, dk, dv (grouped rows), recomputing P = e^(S - LSE) tile by tile."""
+    delta = np.sum(dout * out, axis=-1)[..., None]  # (B, Hkv, R, 1): D = rowsum(dO o O)
+    lse_for_p = np.where(np.isfinite(lse), lse, np.inf)[..., None]  # (B, Hkv, R, 1): empty row -> P = 0
+    dq = np.zeros(p.q.shape, dtype=p.q.dtype)  # (B, Hkv, R, d)
+    shares = on_tile_threads(functools.partial(_backward_row_tiles, p, delta, lse_for_p, dout, dq),
+                             list(tiles(p, block_size)))
+    dk, dv = shares[0]  # (B, Hkv, Lk, d), (B, Hkv, Lk, dv)
+    for dk_share, dv_share in shares[1:]:
+        dk += dk_share
+        dv += dv_share
     return dq, dk, dv
 
 

@@ -125,6 +125,8 @@ def verify(
                                        "16384 and 32768 keys, judged on sampled rows (minutes).")] = False,
     long_lengths: Annotated[str | None, typer.Option(
         help="The --long lengths, comma- or space-separated (implies --long), e.g. '8192,131072'.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every line on its own: each feature the failing "
+                                          "case counted towards, each failing check's numbers.")] = False,
 ) -> None:
     """Search for a case where an attention kernel disagrees with the float64 reference; exit 0 verified,
     1 a failure found (the minimal case and a repro script), 2 a usage error (bad name, dtype, device)."""
@@ -132,7 +134,7 @@ def verify(
 
     _importable_from_here()
     raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro,
-                                          interface, long or long_lengths is not None, long_lengths))
+                                          interface, long or long_lengths is not None, long_lengths, verbose))
 
 
 @app.command()

@@ -10,7 +10,8 @@
 #   peaks      bf16/fp16 matmul peaks, fp32 with TF32 off and on, copy bandwidth       (GPU timing, alone)
 #   pytest     pytest -m gpu, per-test timeout where pytest-timeout is present         } correctness, in
 #   verify-*   triad verify KERNEL in bfloat16 and float16 (triton, sdpa-flash,        } parallel (not
-#              sdpa-efficient, sdpa-cudnn, flex; those the registry has)               } timing)
+#              sdpa-efficient, sdpa-cudnn, flex; native and flex through               } timing)
+#              --interface flash; those the registry has)                              }
 #   bench      triad bench --preset gpu: JSON and PNG                                  (GPU timing, alone)
 #
 # Timing stages never share the GPU (with each other or anything else); the correctness stages run
@@ -137,9 +138,13 @@ while IFS=$'\t' read -r -u 3 kernel state; do
     say "verify-$kernel: skipped, not in the registry: $state"
     continue
   fi
+  interface=(); name=$kernel
+  if [[ $kernel == */* ]]; then  # NAME/INTERFACE: the built-in through FlashAttention's interface
+    interface=(--interface "${kernel#*/}"); name=${kernel%%/*}; kernel=${kernel/\//-}
+  fi
   for dtype in "${DTYPES[@]}"; do
-    EXIT2=unsupported OMP_NUM_THREADS=1 background "verify-$kernel-$dtype" "$VERIFY_S" "$PY" -m triad verify "$kernel" \
-      --device "$DEVICE" --dtype "$dtype" --max-examples "$EXAMPLES" --seed 0 \
+    EXIT2=unsupported OMP_NUM_THREADS=1 background "verify-$kernel-$dtype" "$VERIFY_S" "$PY" -m triad verify "$name" \
+      "${interface[@]}" --device "$DEVICE" --dtype "$dtype" --max-examples "$EXAMPLES" --seed 0 \
       --json "$LOGS/verify-$kernel-$dtype.json" --repro "$LOGS/verify-$kernel-$dtype-repro.py"
   done
 done 3< "$LOGS/wanted.tsv"

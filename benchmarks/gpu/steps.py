@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 # Kernels the GPU run verifies (in bf16 and fp16) when the registry has them.
-VERIFY_KERNELS = ("triton", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flex")
+# SDPA's interface by name; "NAME/INTERFACE" is the built-in through FlashAttention's interface (--interface).
+VERIFY_KERNELS = ("triton", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flex", "native/flash", "flex/flash")
 STAGE_FIELDS = ("stage", "status", "seconds", "detail")
 
 
@@ -47,12 +48,18 @@ def _nvidia_smi() -> dict[str, str] | None:
 
 def _kernels() -> dict[str, Any]:
     """The registry's names, and for each kernel the GPU run wants: present, or why not."""
+    from torch_impl.flash_kernels import FLASH_BUILTINS
     from torch_impl.kernels import BUILTIN_KERNELS, KernelNotFoundError, resolve_kernel
 
     wanted = {}
     for name in VERIFY_KERNELS:
+        kernel, _, interface = name.partition("/")
+        if interface:
+            present = kernel in FLASH_BUILTINS.get(interface, {})
+            wanted[name] = "present" if present else f"absent: no {kernel!r} built-in for the {interface} interface"
+            continue
         try:
-            resolve_kernel(name)
+            resolve_kernel(kernel)
             wanted[name] = "present"
         except KernelNotFoundError as exc:
             wanted[name] = f"absent: {str(exc).splitlines()[0][:300]}"

@@ -31,6 +31,7 @@ from triad.verify.cases import (
     FAMILIES,
     MASK_KINDS,
     VerifyCase,
+    allowed_masks,
     applicable_relations,
     coverage_cases,
     verify_cases,
@@ -211,9 +212,10 @@ def _empty_report_lines(report: Report, support: KernelSupport) -> None:
         report.line(name)
         if relation in ("row_constant", "bias_as_head_dim") and "additive" not in support.masks:
             report.line(name).note = "needs additive masks, which the kernel declares unsupported"
+    drawn = allowed_masks(support)
     for mask in MASK_KINDS:
         report.line(f"mask: {mask}")
-        if mask not in support.masks or (mask == "fully_masked_rows" and not support.fully_masked_rows):
+        if mask not in drawn:
             report.line(f"mask: {mask}").note = "kernel declares this mask unsupported"
     for family in FAMILIES:
         report.line(f"inputs: {family}")

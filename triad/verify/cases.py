@@ -189,7 +189,8 @@ def applicable_relations(case: VerifyCase, support: KernelSupport) -> list[str]:
     return relations
 
 
-def _allowed_masks(support: KernelSupport) -> list[str]:
+def allowed_masks(support: KernelSupport) -> list[str]:
+    """The mask kinds drawn: those whose mask form (bool, additive, is_causal) the kernel declares."""
     masks = [m for m in MASK_KINDS if _mask_requirement(m) is None or _mask_requirement(m) in support.masks]
     return [m for m in masks if m != "fully_masked_rows" or support.fully_masked_rows]
 
@@ -214,7 +215,7 @@ def coverage_cases(support: KernelSupport) -> list[VerifyCase]:
         VerifyCase(B=2, H=2, Lq=Lq, Lk=Lk, E=E, Ev=E, mask=mask, family=families[i % len(families)],
                    logit_scale=LOGIT_SCALES[0], scale=None,
                    non_contiguous=support.non_contiguous and i % 2 == 1, seed=i)
-        for i, mask in enumerate(_allowed_masks(support))
+        for i, mask in enumerate(allowed_masks(support))
     ]
 
 
@@ -223,7 +224,7 @@ def verify_cases(draw: st.DrawFn, support: KernelSupport, dtype: str,
                  only_masks: tuple[str, ...] | None = None) -> VerifyCase:
     """Cases the kernel declares it supports (the rest are reported as skipped, never drawn); ``only_masks``
     narrows the mask kinds further."""
-    masks, families = _allowed_masks(support), _allowed_families(support)
+    masks, families = allowed_masks(support), _allowed_families(support)
     masks = [m for m in masks if only_masks is None or m in only_masks]
     longest = support.max_length or BLOCK_EDGE_LENGTHS[-1]
     lengths = st.one_of(st.integers(1, 12), st.sampled_from([n for n in BLOCK_EDGE_LENGTHS if n <= longest]))

@@ -26,7 +26,7 @@ def parse_long_lengths(text: str | None) -> tuple[int, ...]:
 
 def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: int, json_path: Path | None,
                repro: Path | None, interface: str | None = None, long: bool = False,
-               long_lengths: str | None = None) -> int:
+               long_lengths: str | None = None, verbose: bool = False) -> int:
     """Run the verifier, print the report, write the files asked for; return the exit code (0, 1 or 2)."""
     console = Console()
     try:
@@ -44,7 +44,7 @@ def run_verify(kernel: str, device: str, dtype: str, max_examples: int, seed: in
         report = verify_attention(kernel, device=device, dtype=dtype, max_examples=max_examples, seed=seed,
                                   on_example=lambda n: progress.update(task, completed=n), interface=interface,
                                   long_lengths=lengths)
-    report.render(console)
+    report.render(console, verbose)
     if json_path is not None:
         write_output(json_path, report.write_json, "--json")
     if report.repro_script:

@@ -93,7 +93,8 @@ def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dt
         except KernelProblemError as exc:
             outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
     if outcome.failed and outcome.actual is not None:
-        outcome.diagnosis = diagnose(case, arrays, outcome.actual, expected, dtype)
+        outcome.diagnosis = diagnose(case, arrays, outcome.actual, expected, dtype,
+                                     {c.line for c in outcome.failures()})
     return outcome
 
 

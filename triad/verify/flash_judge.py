@@ -121,8 +121,8 @@ class FlashOutcome(CaseOutcome):
     actual: dict[str, np.ndarray] | None = None
     diagnosis: str = ""
 
-    def summary(self) -> str:
-        text = super().summary()
+    def summary(self, verbose: bool = True) -> str:
+        text = super().summary(verbose)
         return f"{text}\n  diagnosis: {self.diagnosis}" if self.diagnosis else text
 
 

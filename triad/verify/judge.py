@@ -28,6 +28,7 @@ from reference.attention import attention_backward, attention_forward
 from torch_impl.kernels import TORCH_DTYPES
 from triad.tolerance import (
     KERNEL_LOGIT_FLOOR_FACTOR,
+    Mismatch,
     attention_magnitudes,
     attention_row_logits,
     locate_mismatch,
@@ -48,6 +49,11 @@ MUTATION_LINE = "inputs not modified"
 AUTOGRAD_LINE = "gradients through autograd"
 RAISES_LINE = "kernel runs without raising"
 DETERMINISM_LINE = "repeated runs agree"
+
+
+# What the worst row's expected value means when it is a convention rather than a computation.
+EMPTY_ROW_CONVENTION = ("that row is 0 by convention: a query that sees no key has output 0 and gradient 0, a key "
+                        "no query sees has gradient 0 (SDPA's contract and FlashAttention's)")
 
 
 class KernelProblemError(Exception):
@@ -119,11 +125,20 @@ class CaseOutcome:
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
-    def summary(self) -> str:
+    def summary(self, verbose: bool = True) -> str:
+        """The case and its failing checks (all checks if none failed). ``verbose=False`` collapses what one root
+        cause produces: the first failing check in full, the others of the same case as one line of names."""
         if self.declined:
             return f"declined: {self.declined}\n  case: {self.case.describe()}"
         lines = [f"{'FAILED' if self.failed else 'passed'}: {self.case.describe()}"]
-        lines += [f"  {c.describe()}" for c in (self.failures() or self.checks)]
+        shown = self.failures() or self.checks
+        if verbose or len(shown) < 2:
+            return "\n".join(lines + [f"  {c.describe()}" for c in shown])
+        first = shown[0]
+        others = list(dict.fromkeys(c.line + (" (mean)" if c.stat == "mean" else "") for c in shown[1:]))
+        lines.append(f"  {first.describe()}")
+        lines.append(f"  also failing on this case (likely the same cause; --verbose for their numbers): "
+                     f"{', '.join(others)}")
         return "\n".join(lines)
 
 
@@ -278,6 +293,8 @@ def rowwise_rule_check(line: str, actual: np.ndarray, expected: np.ndarray, base
     passed = bool(np.all(margin <= 1.0))
     found = None if passed else locate_mismatch(actual, expected, allowed[..., None], rows=True)
     where = "" if found is None else str(found)
+    if isinstance(found, Mismatch) and not np.any(expected[found.index[:-1]]):
+        where += f"; {EMPTY_ROW_CONVENTION}"
     return CheckResult(line, passed, float(row_err[worst]) * rel, baseline_abs * rel, float(allowed[worst]) * rel,
                        "max", where=where)
 

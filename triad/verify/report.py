@@ -119,7 +119,9 @@ class Report:
             raise ValueError(f"repro: nothing to reproduce, the verdict is {self.verdict!r}")
         path.write_text(self.repro_script)
 
-    def summary(self) -> str:
+    def summary(self, verbose: bool = False) -> str:
+        """One line of verdict and counts, then the minimal failing case (``verbose``: every failing check's
+        numbers; else the first, and the others by name)."""
         head = f"{self.kernel} on {self.device} in {self.dtype}: {self.verdict}"
         if self.message:
             return f"{head}: {self.message}"
@@ -127,28 +129,44 @@ class Report:
         text = (f"{head} ({self.examples} cases, {self.skipped} skipped, {self.seconds:.1f} s, seed {self.seed}, "
                 f"{self.interface} interface {how})")
         if self.failure is not None:
-            text += "\nminimal failing case:\n" + self.failure.summary()
+            text += "\nminimal failing case:\n" + self.failure.summary(verbose)
         if self.not_reproducible:
             text += "\n" + NOT_REPRODUCIBLE
         if self.shrink_capped:
             text += "\n" + SHRINK_CAPPED
         return text
 
-    def render(self, console: Console) -> None:
-        """The rich table, then the minimal failing case, if any."""
+    def shown_lines(self, verbose: bool = False) -> list[Line]:
+        """The lines to print. A failure is one case (the tally stops there), which fails every feature line it
+        counted towards; unless ``verbose``, those feature lines are folded into one line naming them."""
+        if verbose or self.failure is None:
+            return list(self.lines.values())
+        checks = {c.line for c in self.failure.failures()}
+        folded = [line for line in self.lines.values() if line.verdict == "FAIL" and line.name not in checks
+                  and not line.name.startswith("coverage: ")]
+        if len(folded) < 2:
+            return list(self.lines.values())
+        names = ", ".join(line.name for line in folded)
+        summary = Line(f"the failing case's {len(folded)} features (--verbose: one line each): {names}",
+                       examples=1, failures=1, worst=folded[0].worst)
+        shown = [line for line in self.lines.values() if line not in folded]
+        return [*shown, summary]
+
+    def render(self, console: Console, verbose: bool = False) -> None:
+        """The rich table (or aligned lines when piped or narrow), then the minimal failing case, if any."""
         if self.message:
-            console.print(f"[bold red]{self.summary()}[/]")
+            console.print(f"[bold red]{self.summary(verbose)}[/]")
             return
         title = (f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
                  "result's magnitude; allowed = 2 x baseline + floor")
         if not (console.is_terminal and console.width >= 120):  # piped or narrow: a table would wrap its cells
-            self._render_lines(console, title)
+            self._render_lines(console, title, verbose)
             return
         table = Table(title=title)
         for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
         styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim", "not reached": "dim"}
-        for line in self.lines.values():
+        for line in self.shown_lines(verbose):
             w = line.worst
             table.add_row(
                 line.name, str(line.examples), str(line.skipped),
@@ -157,15 +175,15 @@ class Report:
                 f"[{styles[line.verdict]}]{line.verdict}[/]" + "".join(f" {t}" for t in (line.note, line.info) if t),
             )
         console.print(table)
-        self._render_footer(console)
+        self._render_footer(console, verbose)
 
-    def _render_lines(self, console: Console, title: str) -> None:
+    def _render_lines(self, console: Console, title: str, verbose: bool) -> None:
         """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
         name never pushes the columns apart), then how many cases were skipped and any note."""
         console.print(title, highlight=False)
         header = f"{'verdict':<11}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
         console.print(header, highlight=False)
-        for line in self.lines.values():
+        for line in self.shown_lines(verbose):
             w = line.worst
             numbers = ("-", "-", "-") if w is None else (f"{w.err:.1e}", f"{w.baseline_err:.1e}", f"{w.ratio:.3g}")
             extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
@@ -174,13 +192,13 @@ class Report:
             extra += f"  {line.info}" if line.info else ""
             console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
                           f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
-        self._render_footer(console)
+        self._render_footer(console, verbose)
 
-    def _render_footer(self, console: Console) -> None:
+    def _render_footer(self, console: Console, verbose: bool) -> None:
         if self.declined_reasons:
             console.print("kernel declined some cases: " + "; ".join(self.declined_reasons))
         style = "green" if self.passed else "bold red"
-        console.print(f"[{style}]{self.summary()}[/]")
+        console.print(f"[{style}]{self.summary(verbose)}[/]")
 
 
 SHRINK_CAPPED = ("note: shrinking stopped at its time cap; the case above is the smallest found by then, "
