@@ -127,6 +127,7 @@ class Problem:
     softcap: float
     left: int
     right: int
+    key_pos: np.ndarray | None = None  # (Lk,) the positions of the keys k holds, when a subset (None: 0..Lk-1)
 
 
 def to_rows(x: np.ndarray, n_kv: int) -> np.ndarray:
@@ -155,7 +156,8 @@ def tile_scores(p: Problem, rows: slice, cols: slice, *, masked: bool = True) ->
     """
     scores = (p.scale * p.q[:, :, rows]) @ np.swapaxes(p.k[:, :, cols], -1, -2)  # (B, Hkv, R_t, C_t)
     scores, tanh = softcap_forward(scores, p.softcap)  # (B, Hkv, R_t, C_t)
-    anchors, key_idx = p.anchors[rows], np.arange(p.k.shape[2])[cols]  # (R_t,), (C_t,)
+    positions = np.arange(p.k.shape[2]) if p.key_pos is None else p.key_pos  # (Lk,)
+    anchors, key_idx = p.anchors[rows], positions[cols]  # (R_t,), (C_t,)
     if p.row_slopes is not None:
         scores = scores + alibi_row_bias(p.row_slopes[:, :, rows], anchors, key_idx)  # (B, Hkv, R_t, C_t)
     banded = masked and (p.left >= 0 or p.right >= 0)  # no window and no causal: nothing to hide
@@ -354,21 +356,32 @@ def _backward(p: Problem, saved: dict[str, Any], dout_rows: np.ndarray) -> tuple
     return tiled_backward(p, saved["out"], saved["lse"], dout_rows, int(saved["block_size"]))
 
 
-def _batch_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, slopes: np.ndarray | None, left: int, right: int,
-                   scale: Any, softcap: float, block_size: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Checked inputs in FlashAttention's layout -> (out (B, Lq, H, dv), lse (B, H, Lq), cache)."""
+def batch_problem(q: np.ndarray, k: np.ndarray, v: np.ndarray, slopes: np.ndarray | None, left: int, right: int,
+                  scale: Any, softcap: float) -> Problem:
+    """Checked inputs in FlashAttention's layout (q (B, Lq, H, d), k/v (B, Lk, Hkv, .), slopes (1 or B, H) or
+    None) -> the Problem in grouped rows."""
     Lq, H, Lk, n_kv = q.shape[1], q.shape[2], k.shape[1], k.shape[2]
     n_rep = H // n_kv
     row_slopes = None if slopes is None else to_rows(
         np.broadcast_to(slopes[:, None, :], (slopes.shape[0], Lq, H)), n_kv)  # (1 or B, Hkv, R)
-    p = Problem(q=to_rows(q, n_kv), k=np.ascontiguousarray(np.swapaxes(k, 1, 2)),  # (B, Hkv, R, d), (B, Hkv, Lk, d)
-                v=np.ascontiguousarray(np.swapaxes(v, 1, 2)),  # (B, Hkv, Lk, dv)
-                anchors=np.repeat(np.arange(Lq) + (Lk - Lq), n_rep),  # (R,)
-                row_slopes=row_slopes, row_doc=None, col_doc=None, n_rep=n_rep, scale=scale, softcap=softcap,
-                left=left, right=right)
+    return Problem(q=to_rows(q, n_kv), k=np.ascontiguousarray(np.swapaxes(k, 1, 2)),  # (B, Hkv, R, d), (B, Hkv, Lk, d)
+                   v=np.ascontiguousarray(np.swapaxes(v, 1, 2)),  # (B, Hkv, Lk, dv)
+                   anchors=np.repeat(np.arange(Lq) + (Lk - Lq), n_rep),  # (R,)
+                   row_slopes=row_slopes, row_doc=None, col_doc=None, n_rep=n_rep, scale=scale, softcap=softcap,
+                   left=left, right=right)
+
+
+def _batch_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, slopes: np.ndarray | None, left: int, right: int,
+                   scale: Any, softcap: float, block_size: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Checked inputs in FlashAttention's layout -> (out (B, Lq, H, dv), lse (B, H, Lq), cache)."""
+    return _solve(batch_problem(q, k, v, slopes, left, right, scale, softcap), block_size)
+
+
+def _solve(p: Problem, block_size: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(out (B, Lq, H, dv), lse (B, H, Lq), cache) of a problem, dense or tiled."""
     out_rows, lse_rows, dense = _forward(p, block_size)  # (B, Hkv, R, dv), (B, Hkv, R)
     cache = {"problem": p, "out": out_rows, "lse": lse_rows, "dense": dense, "block_size": block_size}
-    return from_rows(out_rows, n_rep), lse_from_rows(lse_rows, n_rep), cache
+    return from_rows(out_rows, p.n_rep), lse_from_rows(lse_rows, p.n_rep), cache
 
 
 def _batch_backward(dout: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -379,6 +392,17 @@ def _batch_backward(dout: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray
 
 def _scale(softmax_scale: float | None, d: int, dtype: np.dtype) -> Any:
     return dtype.type(1.0 / np.sqrt(d) if softmax_scale is None else softmax_scale)
+
+
+def flash_problem(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, *, softmax_scale: float | None = None, causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1), softcap: float = 0.0, alibi_slopes: np.ndarray | None = None,
+) -> Problem:
+    """``flash_attention_forward``'s arguments, checked, as one Problem in grouped rows (nothing computed yet)."""
+    _check_inputs(q, k, v, softmax_scale, softcap, None, varlen=False)
+    left, right = effective_window(causal, window_size)
+    slopes = _checked_slopes(alibi_slopes, q.shape[0], q.shape[2], q.dtype)  # (1 or B, H)
+    return batch_problem(q, k, v, slopes, left, right, _scale(softmax_scale, q.shape[-1], q.dtype), float(softcap))
 
 
 def flash_attention_forward(
@@ -393,11 +417,10 @@ def flash_attention_forward(
     ``block_size=None`` is the dense algorithm, an int the tiled one with tiles of that many queries and keys.
     A row with no visible key: out 0, gradients 0, lse -inf.
     """
-    _check_inputs(q, k, v, softmax_scale, softcap, block_size, varlen=False)
-    left, right = effective_window(causal, window_size)
-    slopes = _checked_slopes(alibi_slopes, q.shape[0], q.shape[2], q.dtype)  # (1 or B, H)
-    return _batch_forward(q, k, v, slopes, left, right, _scale(softmax_scale, q.shape[-1], q.dtype),
-                          float(softcap), block_size)
+    check_block_size(block_size)
+    p = flash_problem(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                      softcap=softcap, alibi_slopes=alibi_slopes)
+    return _solve(p, block_size)
 
 
 def _check_dout(dout: np.ndarray, expected: tuple[int, ...], layout: str) -> None:

@@ -52,7 +52,7 @@ from torch_impl.native.attention import BACKENDS, SDPA_HAS_GQA
 from torch_impl.native.attention import scaled_dot_product_attention as native_sdpa
 from torch_impl.scratch import flash_attention as scratch_flash
 from torch_impl.scratch.attention import scaled_dot_product_attention as scratch_sdpa
-from torch_impl.validate import check_attention_inputs, check_flash_call
+from torch_impl.validate import check_attention_inputs, check_dense_scores_fit, check_flash_call
 
 Kernel = Callable[..., torch.Tensor]
 # The dtypes kernels are verified and timed in, by the names the command line uses.
@@ -146,6 +146,8 @@ def reference_flash_attention(
                      alibi_slopes=alibi_slopes, cu_seqlens=cu_seqlens, max_seqlens=(max_seqlen_q, max_seqlen_k))
     if q.device.type != "cpu":
         raise ValueError(f"q: the NumPy reference runs on the CPU only, got device {q.device}")
+    if cu_seqlens is None:
+        check_dense_scores_fit("reference (dense NumPy)", q.shape[0], q.shape[2], q.shape[1], k.shape[1])
     options = {"softmax_scale": softmax_scale, "causal": causal, "window_size": window_size, "softcap": softcap,
                "alibi_slopes": None if alibi_slopes is None else alibi_slopes.detach().cpu().numpy()}
     return _ReferenceFlash.apply(q, k, v, cu_seqlens_q, cu_seqlens_k, options)

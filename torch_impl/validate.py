@@ -171,3 +171,17 @@ def check_flash_call(
         cu_q, _ = check_varlen_offsets(*cu_seqlens, q.shape[0], k.shape[0], *max_seqlens)
         batch = len(cu_q) - 1
     return n_rep, cap, check_flash_options(q, causal, window_size, alibi_slopes, batch)
+
+
+# The largest (B, H, Lq, Lk) score array a dense built-in builds before it declines: 2^27 scores (1 GiB in float64,
+# 512 MiB in float32) -- long-context checks (``triad verify --long``) reach lengths where the dense maths would
+# exhaust the machine's memory, and a declined case is skipped, not failed.
+DENSE_SCORES_LIMIT = 2**27
+
+
+def check_dense_scores_fit(name: str, B: int, H: int, Lq: int, Lk: int) -> None:
+    """NotImplementedError (a declined case) when a dense (B, H, Lq, Lk) score array exceeds DENSE_SCORES_LIMIT."""
+    if B * H * Lq * Lk > DENSE_SCORES_LIMIT:
+        raise NotImplementedError(f"{name}: a dense (B, H, Lq, Lk) = ({B}, {H}, {Lq}, {Lk}) score array "
+                                  f"({B * H * Lq * Lk / 2**30:.1f} G scores) is over this built-in's limit of "
+                                  f"{DENSE_SCORES_LIMIT / 2**30:.3g} G")

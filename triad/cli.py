@@ -121,6 +121,10 @@ def verify(
     interface: Annotated[str | None, typer.Option(
         help="sdpa, flash or varlen (FlashAttention's flash_attn_func / flash_attn_varlen_func); "
              "default: inferred from the kernel's parameter names.")] = None,
+    long: Annotated[bool, typer.Option("--long", help="After the search passes, run the flash interface at 8192, "
+                                       "16384 and 32768 keys, judged on sampled rows (minutes).")] = False,
+    long_lengths: Annotated[str | None, typer.Option(
+        help="The --long lengths, comma- or space-separated (implies --long), e.g. '8192,131072'.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every line on its own: each feature the failing "
                                           "case counted towards, each failing check's numbers.")] = False,
 ) -> None:
@@ -130,7 +134,7 @@ def verify(
 
     _importable_from_here()
     raise typer.Exit(code=run_verify(kernel, device, dtype, max_examples, seed, json_path, repro,
-                                          interface, verbose))
+                                          interface, long or long_lengths is not None, long_lengths, verbose))
 
 
 @app.command()

@@ -11,7 +11,9 @@ case the search shrank to) and the path of a script that reproduces it, written 
 
 Defaults for every call in one test come from a marker, ``@pytest.mark.triad(device="cuda", max_examples=50)``;
 the command line sets the search's budget and seed for the whole run: ``--triad-max-examples N``,
-``--triad-seed S``. Precedence: the call's own keywords, then the marker, then the command line.
+``--triad-seed S``, and ``--triad-long [LENGTHS]`` adds the long-context cases (``long_lengths``) to every call;
+a call whose interface is not ``flash`` gets a report line saying they were not run. Precedence: the call's own
+keywords, then the marker, then the command line.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="cases each triad_verify call searches (default: triad verify's own, 200)")
     group.addoption("--triad-seed", type=int, default=None, metavar="S",
                     help="seed of the search; the same seed draws the same cases (default 0)")
+    group.addoption("--triad-long", nargs="?", const="", default=None, metavar="LENGTHS",
+                    help="also run the long-context cases of flash-interface kernels (triad verify --long), at "
+                         "LENGTHS if given ('8192,32768'), else at 8192, 16384 and 32768; minutes per call")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,8 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(device, dtype, max_examples, seed, supports, ...)")
 
 
-def _command_line_options(config: pytest.Config) -> dict[str, int]:
-    options = {"max_examples": config.getoption("--triad-max-examples"), "seed": config.getoption("--triad-seed")}
+def _command_line_options(config: pytest.Config) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_examples": config.getoption("--triad-max-examples"),
+                               "seed": config.getoption("--triad-seed")}
+    long = config.getoption("--triad-long")
+    if long is not None:
+        from triad.verify.cli import parse_long_lengths  # imported here: the plugin loads with every pytest run
+
+        try:
+            options["long_lengths"] = parse_long_lengths(long or None)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc).replace("--long-lengths", "--triad-long")) from exc
     return {name: value for name, value in options.items() if value is not None}
 
 

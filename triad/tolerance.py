@@ -305,20 +305,27 @@ def attention_magnitudes(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, f
     dq = scale * (dscores @ k)  # (B, H, Lq, E)
     dk = scale * (np.swapaxes(dscores, -1, -2) @ q)  # (B, H, Lk, E)
     logits, logit_magnitude = _logits(cache)
-
-    Lq, Lk, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
     dropout_gain = 1.0 if cache["dropout_scale"] is None else max(1.0, _peak(cache["dropout_scale"]))
+    lengths = attention_length_terms(q.shape[-2], k.shape[-2], v.shape[-1], scale,
+                                     {"q": _peak(q), "k": _peak(k), "v": _peak(v), "dout": _peak(dout)}, dropout_gain)
+    return {"out": _peak(out), "dq": _peak(dq), "dk": _peak(dk), "dv": _peak(dv), "logits": _peak(np.abs(logits)),
+            "logit_magnitude": _peak(logit_magnitude), **lengths}
+
+
+def attention_length_terms(Lq: int, Lk: int, Ev: int, scale: float, peaks: Mapping[str, float],
+                           dropout_gain: float = 1.0) -> dict[str, float]:
+    """The magnitudes' terms that need only the lengths and the inputs' peaks ``max |q|, |k|, |v|, |dout|``:
+    "out_underflow", ... (see "Underflow") and "out_reduction", ... (see "Reduction length"); ``scale`` is |s|."""
     # subnormal roundings in one row of dS: DS_ROUNDINGS per element, and the P_ij-weighted dP_ij (Ev) and D_i (Lk)
     ds_row = DS_ROUNDINGS * Lk + Lk + Ev
     underflow = {
-        "out_underflow": Lk * dropout_gain * (1.0 + _peak(v)),  # each P_ij (times v_j) and each P_ij v_j
-        "dv_underflow": Lq * dropout_gain * (1.0 + _peak(dout)),  # each P_ij (times dO_i) and each P_ij dO_i
-        "dq_underflow": scale * ds_row * max(1.0, _peak(k)) + Lk,  # row i's dS (times k_j), and each dS_ij k_j
-        "dk_underflow": scale * Lq * ds_row * max(1.0, _peak(q)) + Lq,  # every row may fold its dS into key j
+        "out_underflow": Lk * dropout_gain * (1.0 + peaks["v"]),  # each P_ij (times v_j) and each P_ij v_j
+        "dv_underflow": Lq * dropout_gain * (1.0 + peaks["dout"]),  # each P_ij (times dO_i) and each P_ij dO_i
+        "dq_underflow": scale * ds_row * max(1.0, peaks["k"]) + Lk,  # row i's dS (times k_j), and each dS_ij k_j
+        "dk_underflow": scale * Lq * ds_row * max(1.0, peaks["q"]) + Lq,  # every row may fold its dS into key j
     }
     reduction = {"out_reduction": Lk, "dq_reduction": Lk + Ev, "dk_reduction": Lq + Lk + Ev, "dv_reduction": Lq + Lk}
-    return {"out": _peak(out), "dq": _peak(dq), "dk": _peak(dk), "dv": _peak(dv), "logits": _peak(np.abs(logits)),
-            "logit_magnitude": _peak(logit_magnitude), **underflow, **reduction}
+    return underflow | reduction
 
 
 def attention_row_logits(cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,11 @@ from torch_impl.native.flex_attention import (
     softcap_alibi_score_mod,
     varlen_layout,
 )
-from torch_impl.validate import check_flash_call
+from torch_impl.validate import check_dense_scores_fit, check_flash_call
+
+# From this many scores per (batch, head) on (2048^2) the CPU path is SDPA's flash kernel with its own LSE (O(L)
+# memory), where it applies; below it, one definition for every case (masks as SDPA masks, the LSE from Flex).
+CPU_FLASH_MIN_SCORES = 2**22
 
 
 def sdpa_mask(layout: ScoreLayout, B: int, H: int, Lq: int, Lk: int, dtype: torch.dtype,
@@ -77,10 +81,35 @@ def flash_attention(
     if cap > 0.0:  # a score_mod: FlexAttention only
         return flex_flash_attention(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                                     softcap=cap, alibi_slopes=alibi_slopes)
+    if _cpu_flash_applies(q, k, v, window, alibi_slopes):
+        return cpu_flash_attention(q, k, v, window == (-1, 0), softmax_scale)
     layout = dense_layout(q.shape[1], k.shape[1], q.shape[0], window, cap, alibi_slopes,
                           q.device, q.dtype)
+    check_dense_scores_fit("native (mask or ALiBi as an SDPA mask, FlexAttention's LSE)", q.shape[0], q.shape[2],
+                           q.shape[1], k.shape[1])
     out, lse = sdpa_with_lse(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout, softmax_scale)
     return out.transpose(1, 2), lse  # (B, Lq, H, dv), (B, H, Lq)
+
+
+def _cpu_flash_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: tuple[int, int],
+                       alibi_slopes: torch.Tensor | None) -> bool:
+    """Long, on the CPU, and nothing SDPA's flash kernel cannot say by itself: no window, or causal with
+    Lq = Lk (where top-left and bottom-right agree); no ALiBi; d = dv."""
+    plain = window == (-1, -1) or (window == (-1, 0) and q.shape[1] == k.shape[1])
+    return (q.device.type == "cpu" and plain and alibi_slopes is None and q.shape[-1] == v.shape[-1]
+            and q.shape[1] * k.shape[1] >= CPU_FLASH_MIN_SCORES)
+
+
+def cpu_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                        scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """q (B, Lq, H, d), k/v (B, Lk, Hkv, d) -> (out (B, Lq, H, d), lse (B, H, Lq)) from SDPA's CPU flash kernel,
+    which returns both and keeps O(L) memory (``torch.ops.aten._scaled_dot_product_flash_attention_for_cpu``:
+    what ``F.scaled_dot_product_attention`` calls there, with its backward; its LSE is float32 for half inputs)."""
+    n_rep = q.shape[2] // k.shape[2]
+    k_heads, v_heads = (x.transpose(1, 2).repeat_interleave(n_rep, dim=1) for x in (k, v))  # (B, H, Lk, d)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q.transpose(1, 2), k_heads, v_heads, 0.0, causal, scale=scale)  # (B, H, Lq, d), (B, H, Lq)
+    return out.transpose(1, 2), lse.detach()  # (B, Lq, H, d), (B, H, Lq)
 
 
 def flash_attention_varlen(

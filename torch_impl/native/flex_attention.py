@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from torch_impl.validate import check_attention_inputs, check_flash_call
+from torch_impl.validate import check_attention_inputs, check_dense_scores_fit, check_flash_call
 
 try:  # torch >= 2.5
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -180,6 +180,8 @@ def flex_flash_attention(
     -> (out (B, Lq, H, dv), lse (B, H, Lq))."""
     _, cap, window = check_flash_call(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                                       softcap=softcap, alibi_slopes=alibi_slopes)  # causal: right 0
+    check_dense_scores_fit("flex (eager FlexAttention builds the scores)", q.shape[0], q.shape[2], q.shape[1],
+                           k.shape[1])
     layout = dense_layout(q.shape[1], k.shape[1], q.shape[0], window, cap, alibi_slopes,
                           q.device, q.dtype)
     out, lse = run_flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout, softmax_scale)

@@ -20,7 +20,7 @@ from torch_impl.scratch.masks import sequence_ids, varlen_anchors, varlen_mask, 
 from torch_impl.scratch.score_mods import alibi_bias, alibi_row_bias, repeat_kv
 from torch_impl.scratch.score_mods import softcap as apply_softcap
 from torch_impl.scratch.softmax import masked_softmax
-from torch_impl.validate import check_flash_call
+from torch_impl.validate import check_dense_scores_fit, check_flash_call
 
 
 def attend(
@@ -48,6 +48,7 @@ def flash_attention(
                                                  window_size=window_size, softcap=softcap,
                                                  alibi_slopes=alibi_slopes)  # causal: right 0
     Lq, Lk, d = q.shape[1], k.shape[1], q.shape[-1]
+    check_dense_scores_fit("scratch (dense)", q.shape[0], q.shape[2], Lq, Lk)
     scale = 1.0 / math.sqrt(d) if softmax_scale is None else float(softmax_scale)
     q_heads = q.transpose(1, 2)  # (B, H, Lq, d)
     k_heads = repeat_kv(k.transpose(1, 2), n_rep, dim=1)  # (B, H, Lk, d): query head h reads h // n_rep

@@ -60,6 +60,7 @@ from triad.verify.judge import (
     run_kernel,
     same_bits,
 )
+from triad.verify.long_context import check_long_lengths, long_repro_script, run_long
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
 from triad.verify.support import DEVICES, DTYPES, KernelSupport, declared_support
@@ -399,6 +400,7 @@ def verify_attention(
     supports: KernelSupport | None = None,
     on_example: Callable[[int], None] | None = None,
     interface: str | None = None,
+    long_lengths: tuple[int, ...] = (),
 ) -> Report:
     """Search ``max_examples`` cases for a disagreement with the float64 reference; never raises for a bad kernel.
 
@@ -413,13 +415,19 @@ def verify_attention(
     ``interface``: ``sdpa``, ``flash`` or ``varlen`` (FlashAttention's ``flash_attn_func`` and
     ``flash_attn_varlen_func``, ``triad.verify.flash_api``); None infers it from the signature's parameter
     names (``cu_seqlens_q``: varlen; ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
+
+    ``long_lengths`` (flash interface only; e.g. ``triad.verify.long_context.LONG_LENGTHS``): after a search that
+    passed, one full-length run per long case at each length, judged on sampled rows against the float64 oracle
+    (``triad.verify.long_context``); other interfaces get a report line saying the long cases were not run.
     """
     name = kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", repr(kernel))
     report = Report(kernel=str(name), device=device, dtype=dtype, verdict=VERIFIED, seed=seed)
     try:
         report.interface, report.interface_inferred, kernel = _interface(kernel, interface)
+        long_lengths = _long_lengths(long_lengths, report)
         if report.interface != "sdpa":
-            return _verify_flash(kernel, report, device, dtype, max_examples, seed, supports, on_example)
+            return _verify_flash(kernel, report, device, dtype, max_examples, seed, supports, on_example,
+                                 long_lengths)
         resolved, support = _accept(kernel, device, dtype, max_examples, supports)
     except _RefusedError as refusal:
         report.verdict, report.message = refusal.verdict, refusal.message
@@ -461,15 +469,36 @@ def _interface(kernel: str | Kernel, interface: str | None) -> tuple[str, bool, 
     return inferred, True, kernel
 
 
+def _long_lengths(lengths: tuple[int, ...], report: Report) -> tuple[int, ...]:
+    """The checked lengths for the flash interface; () with a report line for the others."""
+    try:
+        checked = check_long_lengths(lengths)
+    except ValueError as exc:
+        raise _RefusedError(UNSUPPORTED, str(exc)) from exc
+    if checked and report.interface != "flash":
+        report.line("long contexts").note = f"not run: only the flash interface has them, not {report.interface}"
+        return ()
+    return checked
+
+
 def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str, max_examples: int, seed: int,
-                  supports: KernelSupport | None, on_example: Callable[[int], None] | None) -> Report:
-    """The flash/varlen search (``triad.verify.flash_api``) into ``report``; raises ``_RefusedError``."""
+                  supports: KernelSupport | None, on_example: Callable[[int], None] | None,
+                  long_lengths: tuple[int, ...] = ()) -> Report:
+    """The flash/varlen search (``triad.verify.flash_api``) into ``report``, then the long cases if asked for and
+    the search passed; raises ``_RefusedError``."""
     resolved, support = _accept(kernel, device, dtype, max_examples, supports, report.interface)
     started = time.perf_counter()
     with _tf32_off():
         failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples, seed,
                                    on_example)
+        long_failure = None if failure is not None or not long_lengths else run_long(
+            resolved, support, device, dtype, long_lengths, seed, report)
     report.seconds = time.perf_counter() - started
+    if failure is not None and long_lengths:
+        report.line("long contexts")  # never reached: the search failed first
+    if long_failure is not None:
+        report.verdict, report.failure = FAILED, long_failure
+        report.repro_script = long_repro_script(kernel_spec(kernel), long_failure, device, dtype)
     if failure is not None:
         report.verdict, report.failure = FAILED, failure
         report.repro_script = flash_repro_script(kernel_spec(kernel), failure, device, dtype, supports,

@@ -35,6 +35,7 @@ class Line:
     unchecked: int = 0
     worst: CheckResult | None = None  # the comparison closest to (or furthest over) its bound
     note: str = ""  # e.g. why a feature was not searched, or that runs were not bitwise equal
+    info: str = ""  # figures shown beside the line that are no warning (a long case's time and memory)
 
     def add(self, check: CheckResult) -> None:
         self.failures += not check.passed
@@ -57,7 +58,7 @@ class Line:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "examples": self.examples, "skipped": self.skipped, "failures": self.failures,
                 "unchecked": self.unchecked,
-                "verdict": self.verdict, "note": self.note,
+                "verdict": self.verdict, "note": self.note, "info": self.info,
                 "worst": None if self.worst is None else self.worst.to_json()}
 
 
@@ -171,7 +172,7 @@ class Report:
                 line.name, str(line.examples), str(line.skipped),
                 "-" if w is None else f"{w.err:.2e} ({w.stat})", "-" if w is None else f"{w.baseline_err:.2e}",
                 "-" if w is None else f"{w.ratio:.3g}",
-                f"[{styles[line.verdict]}]{line.verdict}[/]" + (f" {line.note}" if line.note else ""),
+                f"[{styles[line.verdict]}]{line.verdict}[/]" + "".join(f" {t}" for t in (line.note, line.info) if t),
             )
         console.print(table)
         self._render_footer(console, verbose)
@@ -188,6 +189,7 @@ class Report:
             extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
             extra += f" ({line.skipped} skipped)" if line.skipped else ""
             extra += f"  {line.note}" if line.note else ""
+            extra += f"  {line.info}" if line.info else ""
             console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
                           f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
         self._render_footer(console, verbose)
