@@ -9,6 +9,7 @@ hypothesis shrinks the case to a minimal one, which the report keeps with a scri
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 import time
@@ -19,9 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, given, settings, target
-from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import HypothesisException
+from hypothesis.strategies import SearchStrategy
 
 from torch_impl.flash_kernels import FLASH_BUILTINS, INTERFACES
 from torch_impl.kernels import BUILTIN_KERNELS, TORCH_DTYPES, KernelNotFoundError, resolve_kernel
@@ -61,6 +60,7 @@ from triad.verify.judge import (
 )
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
+from triad.verify.search import Outcome, Search
 from triad.verify.support import DEVICES, DTYPES, KernelSupport, declared_support
 
 DEFAULT_MAX_EXAMPLES = 200
@@ -266,11 +266,6 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
 
 
-# Shrinking stops this long after the first failure (hypothesis alone allows 300 s): on a GPU lent for minutes
-# one slow-to-shrink backend must not eat the budget. The failure found last (the smallest so far) is reported.
-SHRINK_SECONDS = {"cpu": 120.0, "cuda": 30.0}
-
-
 class _RefusedError(Exception):
     """A run that cannot start: bad arguments (``unsupported``) or a kernel that cannot be called (``bad kernel``)."""
 
@@ -301,79 +296,6 @@ def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, su
         if wanted not in allowed:
             raise _RefusedError(UNSUPPORTED, f"{wanted}: the kernel declares {what} {allowed} only")
     return resolved, support
-
-
-class _Search:
-    """One run's state: the kernel and its support, the report being tallied and the failures found so far.
-
-    The report tallies the cases until the first failure; the cases after it are hypothesis shrinking.
-    """
-
-    def __init__(self, kernel: Kernel, support: KernelSupport, device: str, dtype: str, report: Report,
-                 on_example: Callable[[int], None] | None) -> None:
-        self.kernel, self.support, self.device, self.dtype = kernel, support, device, dtype
-        self.report, self.on_example = report, on_example
-        self.failures: list[CaseOutcome] = []
-        self.first_failure_at: float | None = None
-
-    def run_case(self, case: VerifyCase) -> CaseOutcome:
-        outcome = check_one_case(self.kernel, case, device=self.device, dtype=self.dtype, supports=self.support)
-        if not self.failures:
-            _tally(self.report, outcome)
-            if self.on_example is not None:
-                self.on_example(self.report.examples + self.report.skipped)
-        return outcome
-
-    def record_failure(self, outcome: CaseOutcome) -> None:
-        self.failures.append(outcome)
-        if self.first_failure_at is None:
-            self.first_failure_at = time.perf_counter()
-
-    def shrink_time_spent(self) -> bool:
-        started = self.first_failure_at
-        return started is not None and time.perf_counter() - started > SHRINK_SECONDS[self.device]
-
-    def example(self, case: VerifyCase) -> None:
-        """One hypothesis example: raise on a failure (one raise site: hypothesis tells failures apart by where
-        they are raised), else steer the search towards the largest error over its bound."""
-        if self.shrink_time_spent():
-            self.report.shrink_capped = True
-            return  # passes from here on: hypothesis stops shrinking and the smallest failure so far stands
-        searching = not self.failures
-        outcome = self.run_case(case)
-        if outcome.failed:
-            self.record_failure(outcome)
-            raise AssertionError(outcome.summary())
-        margins = [c.margin for c in outcome.checks if c.stat]
-        if searching and margins:
-            target(min(max(margins), 1e6), label="error / allowed error")
-
-    def search(self, max_examples: int, seed: int, masks: tuple[str, ...] | None) -> None:
-        """Hypothesis over ``verify_cases`` (only ``masks`` if given); shrinks the first failure it finds."""
-        @hypothesis_seed(seed)
-        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-                  phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
-        @given(case=verify_cases(self.support, self.dtype, masks))
-        def one_example(case: VerifyCase) -> None:
-            self.example(case)
-
-        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
-        with contextlib.suppress(AssertionError, HypothesisException):
-            one_example()
-
-    def run(self, max_examples: int, seed: int) -> None:
-        """One small case per mask kind first (the search alone may never draw one), then the search. When a
-        coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it. The
-        minimal case is then run once more on its own: what the repro script will see."""
-        failed_coverage = next((o for o in map(self.run_case, coverage_cases(self.support)) if o.failed), None)
-        if failed_coverage is not None:
-            self.record_failure(failed_coverage)
-        self.search(max_examples, seed, None if failed_coverage is None else (failed_coverage.case.mask,))
-        if self.failures:
-            replay = check_one_case(self.kernel, self.failures[-1].case, device=self.device, dtype=self.dtype,
-                                    supports=self.support)
-            self.report.not_reproducible = not replay.failed
 
 
 @contextlib.contextmanager
@@ -423,10 +345,16 @@ def verify_attention(
         report.verdict, report.message = refusal.verdict, refusal.message
         return report
     _empty_report_lines(report, support)
-    run = _Search(resolved, support, device, dtype, report, on_example)
+    run = Search(functools.partial(check_one_case, resolved, device=device, dtype=dtype, supports=support),
+                 _tally, report, "sdpa", device, on_example)
+
+    def strategy(failed: Outcome | None) -> SearchStrategy:
+        """When a coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it."""
+        return verify_cases(support, dtype, None if failed is None else (failed.case.mask,))
+
     started = time.perf_counter()
     with _tf32_off():
-        run.run(max_examples, seed)
+        run.run(((None, case) for case in coverage_cases(support)), strategy, max_examples, seed)
     report.seconds = time.perf_counter() - started
     if run.failures:
         report.verdict = FAILED
