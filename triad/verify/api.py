@@ -35,7 +35,7 @@ from triad.verify.cases import (
     verify_cases,
 )
 from triad.verify.dropout import DROPOUT_LINE, dropout_check
-from triad.verify.flash_api import flash_repro_script, run_flash_search
+from triad.verify.flash_api import check_flash_case, flash_repro_script, run_flash_search
 from triad.verify.flash_judge import flash_signature_problem, infer_interface
 from triad.verify.judge import (
     AUTOGRAD_LINE,
@@ -58,6 +58,7 @@ from triad.verify.judge import (
     run_kernel,
     same_bits,
 )
+from triad.verify.kvcache_api import check_kvcache_case, run_kvcache_search
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
 from triad.verify.search import Outcome, Search
@@ -330,9 +331,10 @@ def verify_attention(
     each case (a progress bar). The report's verdict is ``verified``, ``failed`` (with the minimal
     failing case and a repro script), ``unsupported`` or ``bad kernel``.
 
-    ``interface``: ``sdpa``, ``flash`` or ``varlen`` (FlashAttention's ``flash_attn_func`` and
-    ``flash_attn_varlen_func``, ``triad.verify.flash_api``); None infers it from the signature's parameter
-    names (``cu_seqlens_q``: varlen; ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
+    ``interface``: ``sdpa``, ``flash``, ``varlen`` or ``kvcache`` (FlashAttention's ``flash_attn_func``,
+    ``flash_attn_varlen_func`` and ``flash_attn_with_kvcache``: ``triad.verify.flash_api``, ``kvcache_api``);
+    None infers it from the signature's parameter names (``k_cache``: kvcache; ``cu_seqlens_q``: varlen;
+    ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
     """
     name = kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", repr(kernel))
     report = Report(kernel=str(name), device=device, dtype=dtype, verdict=VERIFIED, seed=seed)
@@ -372,7 +374,7 @@ def _interface(kernel: str | Kernel, interface: str | None) -> tuple[str, bool, 
     """(interface, inferred?, the kernel: a built-in name becomes its kernel for that interface)."""
     if interface is not None and interface not in INTERFACES:
         raise _RefusedError(UNSUPPORTED, f"interface: expected one of {INTERFACES}, got {interface!r}")
-    if interface in ("flash", "varlen") and isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
+    if interface in FLASH_BUILTINS and isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
         builtins = FLASH_BUILTINS[interface]
         if kernel not in builtins:
             raise _RefusedError(BAD_KERNEL, f"kernel: the built-in {kernel!r} has no {interface} interface "
@@ -393,13 +395,17 @@ def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str,
     resolved, support = _accept(kernel, device, dtype, max_examples, supports, report.interface)
     started = time.perf_counter()
     with _tf32_off():
-        failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples, seed,
-                                   on_example)
+        if report.interface == "kvcache":
+            failure = run_kvcache_search(resolved, support, device, dtype, report, max_examples, seed, on_example)
+        else:
+            failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples,
+                                       seed, on_example)
     report.seconds = time.perf_counter() - started
     if failure is not None:
         report.verdict, report.failure = FAILED, failure
+        check = check_kvcache_case if report.interface == "kvcache" else check_flash_case
         report.repro_script = flash_repro_script(kernel_spec(kernel), failure, device, dtype, supports,
-                                                 report.not_reproducible)
+                                                 report.not_reproducible, check)
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

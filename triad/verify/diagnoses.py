@@ -164,7 +164,7 @@ def _error(actual: np.ndarray, wanted: np.ndarray) -> float:
         return float(np.max(np.abs(actual - wanted)[finite], initial=0.0))
 
 
-def _fits(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], variant: dict[str, np.ndarray]) -> bool:
+def fits(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], variant: dict[str, np.ndarray]) -> bool:
     names = [n for n in variant if n in actual]
     if not names:
         return False
@@ -189,7 +189,7 @@ def diagnose(case: FlashCase, arrays: dict[str, Any], actual: dict[str, np.ndarr
              expected: dict[str, np.ndarray], dtype: str) -> str:
     """The first named diagnosis that fits the kernel's outputs, or ""."""
     for message, applies, variants in DIAGNOSES.values():
-        if applies(case) and any(_fits(actual, expected, v) for v in variants(case, arrays)):
+        if applies(case) and any(fits(actual, expected, v) for v in variants(case, arrays)):
             return message
     if dtype == "float64" and _float32_fits(actual, expected, case, arrays):
         return "softmax computed in float32 under float64 inputs (an error of float32's size)"

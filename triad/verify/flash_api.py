@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from torch_impl.flash_kernels import FLASH_BUILTINS
 from triad.verify.diagnoses import diagnose
@@ -145,8 +146,10 @@ def _empty_lines(report: Report, support: KernelSupport, interface: str) -> None
         f"not a relation of the {interface} interface")
 
 
-def _tally(report: Report, outcome: FlashOutcome) -> None:
-    features = flash_case_features(outcome.case)
+def tally_outcome(report: Report, outcome: FlashOutcome,
+                  case_features: Callable[[Any], list[str]] = flash_case_features) -> None:
+    """Count one case into the report: its feature lines (``case_features``) and its checks' lines."""
+    features = case_features(outcome.case)
     if outcome.declined:
         report.skipped += 1
         for name in features:
@@ -177,8 +180,8 @@ def run_flash_search(kernel: Kernel, support: KernelSupport, interface: str, dev
     """Fill ``report``; return the minimal failure, if any."""
     support = effective_support(kernel, support)
     _empty_lines(report, support, interface)
-    run = Search(functools.partial(check_flash_case, kernel, device=device, dtype=dtype, supports=support), _tally,
-                 report, "flash", device, on_example)
+    check = functools.partial(check_flash_case, kernel, device=device, dtype=dtype, supports=support)
+    run = Search(check, tally_outcome, report, "flash", device, on_example)
     # the first coverage case that fails is the failure (already small): no search then
     run.run(flash_coverage_cases(support, interface),
             lambda failed: None if failed is not None else flash_cases(support, interface), max_examples, seed)
@@ -186,9 +189,11 @@ def run_flash_search(kernel: Kernel, support: KernelSupport, interface: str, dev
 
 
 def flash_repro_script(kernel_spec: str | None, failure: FlashOutcome, device: str, dtype: str,
-                       supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
-    """A standalone script that rebuilds the minimal failing case and checks the kernel on it (exit 1 while it
-    fails)."""
+                       supports: KernelSupport | None = None, not_reproducible: bool = False,
+                       check: Callable[..., FlashOutcome] = check_flash_case) -> str:
+    """A standalone script that rebuilds the minimal failing case and checks the kernel on it with ``check``
+    (exit 1 while it fails)."""
+    case_class = type(failure.case)
     fields = ", ".join(f"{name}={value!r}" for name, value in failure.case.to_json().items())
     support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
     supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
@@ -209,12 +214,12 @@ Exit status 1 while the kernel still fails this case, 0 once it passes.
 import sys
 
 from torch_impl.kernels import resolve_kernel
-from triad.verify.flash_api import check_flash_case
-from triad.verify.flash_cases import FlashCase
+from {check.__module__} import {check.__name__}
+from {case_class.__module__} import {case_class.__name__}
 from triad.verify.support import KernelSupport, declared_support
 
 KERNEL = {kernel_spec!r}
-CASE = FlashCase({fields})
+CASE = {case_class.__name__}({fields})
 {supports_line}
 
 if __name__ == "__main__":
@@ -222,7 +227,7 @@ if __name__ == "__main__":
     if spec is None:
         sys.exit("usage: python {{this file}} MODULE:FUNCTION")
     kernel = resolve_kernel(spec)
-    outcome = check_flash_case(kernel, CASE, device={device!r}, dtype={dtype!r},
+    outcome = {check.__name__}(kernel, CASE, device={device!r}, dtype={dtype!r},
                                supports=declared_support(kernel, SUPPORTS))
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)

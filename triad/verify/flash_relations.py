@@ -87,10 +87,15 @@ def relation_checks(kernel: Kernel, baseline: Kernel, case: FlashCase, arrays: d
             lhs, rhs = relation_sides(kernel, relation, case, arrays, dtype, device)
         except KernelDeclinedError:
             continue
-        base_lhs, base_rhs = relation_sides(baseline, relation, case, arrays, dtype, device)
-        # two sides, each an output: twice the underflow, twice sqrt(n) for the sums
-        checks.append(rule_check(FLASH_RELATION_LINES[relation], "max", max_abs_err(lhs, rhs),
-                                 max_abs_err(base_lhs, base_rhs), magnitudes["out"], dtype,
-                                 magnitudes["logit_magnitude"], 2.0 * magnitudes["out_underflow"],
-                                 4.0 * magnitudes["out_reduction"]))
+        base_sides = relation_sides(baseline, relation, case, arrays, dtype, device)
+        checks.append(relation_rule_check(FLASH_RELATION_LINES[relation], (lhs, rhs), base_sides, magnitudes, dtype))
     return checks
+
+
+def relation_rule_check(line: str, sides: tuple[np.ndarray, np.ndarray], baseline_sides: tuple[np.ndarray, np.ndarray],
+                        magnitudes: dict[str, float], dtype: str) -> CheckResult:
+    """The rule on the kernel's |lhs - rhs| against the baseline's."""
+    # two sides, each an output: twice the underflow, twice sqrt(n) for the sums
+    return rule_check(line, "max", max_abs_err(*sides), max_abs_err(*baseline_sides), magnitudes["out"], dtype,
+                      magnitudes["logit_magnitude"], 2.0 * magnitudes["out_underflow"],
+                      4.0 * magnitudes["out_reduction"])
