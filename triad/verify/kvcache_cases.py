@@ -60,7 +60,6 @@ class KvcacheCase:
     family: str
     logit_scale: float
     seed: int
-    interface: str = "kvcache"
 
     @property
     def B(self) -> int:  # noqa: N802 - the shapes' names
@@ -160,7 +159,8 @@ def _coverage_case(support: KernelSupport, seed: int, **options: Any) -> Kvcache
     fields: dict[str, Any] = {"H": 2, "Hkv": 2, "Lq": 2, "cache_seqlens": (9, 20), "Lnew": 1, "page_size": 0,
                               "spare": 2, "d": d, "causal": False, "window": (-1, -1), "softcap": 0.0,
                               "alibi": False, "scale": None, "family": "gaussian", "logit_scale": 1.0} | options
-    return KvcacheCase(seed=seed, **fields)
+    longest = kvcache_max_length(support) - fields["Lnew"]  # a kernel's declared max_length holds here too
+    return KvcacheCase(seed=seed, **fields | {"cache_seqlens": tuple(min(n, longest) for n in fields["cache_seqlens"])})
 
 
 def kvcache_coverage_cases(support: KernelSupport) -> list[tuple[str, KvcacheCase]]:
@@ -183,7 +183,7 @@ def kvcache_coverage_cases(support: KernelSupport) -> list[tuple[str, KvcacheCas
         named += [("softcap", {"softcap": 2.5, "logit_scale": 10.0, "causal": True})]
     if "alibi" in features:
         named += [("ALiBi + causal", {"alibi": True, "causal": True, "Lq": 3})]
-    named += [("long cache", {"cache_seqlens": (min(1023, kvcache_max_length(support) - 8),), "Lq": 1})]
+    named += [("long cache", {"cache_seqlens": (1023,), "Lq": 1})]
     return [(name, _coverage_case(support, 200 + i, **options)) for i, (name, options) in enumerate(named)]
 
 

@@ -33,7 +33,7 @@ from triad.verify.judge import (
 from triad.verify.kvcache_cases import KvcacheCase
 from triad.verify.support import is_declined
 
-CACHE_LINE = "cache update: new k/v at cache_seqlens through the block table, nothing else touched"
+CACHE_LINE = "cache update: new k/v at cache_seqlens (through the block table), nothing else touched"
 INPUTS = ("q", "k", "v", "cache_seqlens", "block_table")
 # the keyword each family feature needs (GQA needs none)
 KVCACHE_FEATURE_KEYWORDS = {"window": "window_size", "softcap": "softcap", "alibi": "alibi_slopes",
@@ -119,7 +119,7 @@ def run_kvcache_kernel(kernel: Kernel, inputs: dict[str, Any], dtype: str, devic
         result["lse"] = lse.detach().cpu().double().numpy()
         lse_dtype = next((n for n, t in TORCH_DTYPES.items() if t == lse.dtype), dtype)
         result["lse_eps"] = np.array(max(EPS_BY_DTYPE[dtype], EPS_BY_DTYPE[lse_dtype]))
-    caches = [args[n].detach().cpu().double().numpy() if n in args else inputs[n] for n in ("k_cache", "v_cache")]
+    caches = [args[n].detach().cpu().double().numpy() for n in ("k_cache", "v_cache")]  # as the call left them
     forward_only = not (backward and out.requires_grad)
     if not forward_only:
         try:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from triad.verify.flash_relations import relation_rule_check
-from triad.verify.judge import CheckResult, Kernel, KernelDeclinedError
+from triad.verify.flash_relations import judge_relations
+from triad.verify.judge import CheckResult, Kernel
 from triad.verify.kvcache_cases import KvcacheCase
 from triad.verify.kvcache_judge import case_inputs, run_kvcache_kernel
 
@@ -64,14 +64,7 @@ def relation_sides(kernel: Kernel, relation: str, case: KvcacheCase, arrays: dic
 
 def kvcache_relation_checks(kernel: Kernel, baseline: Kernel, case: KvcacheCase, arrays: dict[str, Any], dtype: str,
                             device: str, magnitudes: dict[str, float]) -> list[CheckResult]:
-    """The rule on |lhs - rhs| of the kernel against the baseline's, for every relation that applies (a relation
-    whose runs the kernel declines is left out)."""
-    checks = []
-    for relation in applicable_kvcache_relations(case):
-        try:
-            lhs, rhs = relation_sides(kernel, relation, case, arrays, dtype, device)
-        except KernelDeclinedError:
-            continue
-        base_sides = relation_sides(baseline, relation, case, arrays, dtype, device)
-        checks.append(relation_rule_check(KVCACHE_RELATION_LINES[relation], (lhs, rhs), base_sides, magnitudes, dtype))
-    return checks
+    """The rule on |lhs - rhs| of the kernel against the baseline's, for every relation that applies."""
+    return judge_relations(applicable_kvcache_relations(case), KVCACHE_RELATION_LINES,
+                           lambda fn, relation: relation_sides(fn, relation, case, arrays, dtype, device),
+                           kernel, baseline, magnitudes, dtype)
