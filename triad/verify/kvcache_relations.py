@@ -4,7 +4,8 @@
   ``page_size = 0``).
 - ``decode_rows``: under causal attention, the Lq rows of a decode step equal each row alone (Lq = 1) against
   the cache truncated to the keys it sees: row i of element b alone, its cache holding the step's Lk_b keys
-  with ``cache_seqlens = Lk_b - (Lq - 1 - i)`` -- decode is the last rows of full causal attention.
+  with ``cache_seqlens = Lk_b - (Lq - 1 - i)`` -- decode is the last rows of full causal attention. The last
+  ``DECODE_ROWS`` rows are checked so (each is one more call).
 
 Each side is a forward of the kernel; the difference is judged by the tolerance rule against the baseline's
 difference on the same two sides (as the flash relations are, ``triad.verify.flash_relations``).
@@ -22,6 +23,7 @@ from triad.verify.judge import CheckResult, Kernel
 from triad.verify.kvcache_cases import KvcacheCase
 from triad.verify.kvcache_judge import case_inputs, run_kvcache_kernel
 
+DECODE_ROWS = 4  # rows checked alone by decode_rows (the last ones: a call each)
 KVCACHE_RELATION_LINES = {
     "paged_contiguous": "relation: paged = the same cache contiguous",
     "decode_rows": "relation: decode = the last rows of full causal attention",
@@ -57,8 +59,9 @@ def relation_sides(kernel: Kernel, relation: str, case: KvcacheCase, arrays: dic
     if relation == "paged_contiguous":
         contiguous = dataclasses.replace(case, page_size=0)
         return together, forward(case_inputs(contiguous, contiguous.arrays(dtype)))
-    if relation == "decode_rows":
-        return together, np.concatenate([forward(_row_alone(case, arrays, i)) for i in range(case.Lq)], axis=1)
+    if relation == "decode_rows":  # the last DECODE_ROWS rows, each alone
+        rows = range(max(0, case.Lq - DECODE_ROWS), case.Lq)
+        return together[:, rows.start:], np.concatenate([forward(_row_alone(case, arrays, i)) for i in rows], axis=1)
     raise ValueError(f"relation: expected one of {tuple(KVCACHE_RELATION_LINES)}, got {relation!r}")
 
 
