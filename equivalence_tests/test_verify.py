@@ -21,7 +21,7 @@ from equivalence_tests.planted_kernels import PLANTED, correct_attention, textbo
 from triad.cli import app
 from triad.tolerance import EPS_BY_DTYPE
 from triad.verify import KernelSupport, assert_attention_matches_reference, verify_attention
-from triad.verify import api as verify_api
+from triad.verify import search as verify_search
 from triad.verify.api import check_one_case
 from triad.verify.cases import FAMILIES, MASK_KINDS, VerifyCase, verify_cases
 from triad.verify.judge import MUTATION_LINE, RAISES_LINE, SHAPE_LINE, rowwise_rule_check
@@ -318,11 +318,11 @@ def test_a_failure_that_does_not_reproduce_on_its_own_is_flagged() -> None:
 
 
 def test_shrinking_stops_at_its_time_cap_and_the_report_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(verify_api.SHRINK_SECONDS, "cpu", 0.0)  # spent as soon as the first failure is seen
+    monkeypatch.setitem(verify_search.SHRINK_SECONDS["sdpa"], "cpu", 0.0)  # spent as soon as the first failure is seen
     capped = verify_attention(PLANTED["wrong_scale"], seed=0)
     assert capped.verdict == FAILED and capped.shrink_capped and capped.failure is not None
     assert "time cap" in capped.summary() and json.loads(json.dumps(capped.to_json()))["shrink_capped"] is True
-    monkeypatch.setitem(verify_api.SHRINK_SECONDS, "cpu", 120.0)
+    monkeypatch.setitem(verify_search.SHRINK_SECONDS["sdpa"], "cpu", 120.0)
     shrunk = verify_attention(PLANTED["wrong_scale"], seed=0)
     assert not shrunk.shrink_capped and "time cap" not in shrunk.summary()
 

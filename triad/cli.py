@@ -119,7 +119,8 @@ def verify(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     repro: Annotated[Path | None, typer.Option(help="On failure, write the reproducing script here.")] = None,
     interface: Annotated[str | None, typer.Option(
-        help="sdpa, flash or varlen (FlashAttention's flash_attn_func / flash_attn_varlen_func); "
+        help="sdpa, flash, varlen or kvcache (FlashAttention's flash_attn_func / flash_attn_varlen_func / "
+             "flash_attn_with_kvcache); "
              "default: inferred from the kernel's parameter names.")] = None,
     long: Annotated[bool, typer.Option("--long", help="After the search passes, run the flash interface at 8192, "
                                        "16384 and 32768 keys, judged on sampled rows (minutes).")] = False,

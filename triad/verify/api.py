@@ -9,6 +9,7 @@ hypothesis shrinks the case to a minimal one, which the report keeps with a scri
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 import time
@@ -19,9 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, given, settings, target
-from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import HypothesisException
+from hypothesis.strategies import SearchStrategy
 
 from torch_impl.flash_kernels import FLASH_BUILTINS, INTERFACES
 from torch_impl.kernels import BUILTIN_KERNELS, TORCH_DTYPES, KernelNotFoundError, resolve_kernel
@@ -37,7 +36,7 @@ from triad.verify.cases import (
     verify_cases,
 )
 from triad.verify.dropout import DROPOUT_LINE, dropout_check
-from triad.verify.flash_api import flash_repro_script, run_flash_search
+from triad.verify.flash_api import check_flash_case, flash_repro_script, run_flash_search
 from triad.verify.flash_judge import flash_signature_problem, infer_interface
 from triad.verify.judge import (
     AUTOGRAD_LINE,
@@ -60,9 +59,11 @@ from triad.verify.judge import (
     run_kernel,
     same_bits,
 )
+from triad.verify.kvcache_api import check_kvcache_case, run_kvcache_search
 from triad.verify.long_context import check_long_lengths, long_repro_script, run_long
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
+from triad.verify.search import Outcome, Search
 from triad.verify.support import DEVICES, DTYPES, KernelSupport, declared_support
 
 DEFAULT_MAX_EXAMPLES = 200
@@ -269,11 +270,6 @@ def _tally(report: Report, outcome: CaseOutcome) -> None:
         report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
 
 
-# Shrinking stops this long after the first failure (hypothesis alone allows 300 s): on a GPU lent for minutes
-# one slow-to-shrink backend must not eat the budget. The failure found last (the smallest so far) is reported.
-SHRINK_SECONDS = {"cpu": 120.0, "cuda": 30.0}
-
-
 class _RefusedError(Exception):
     """A run that cannot start: bad arguments (``unsupported``) or a kernel that cannot be called (``bad kernel``)."""
 
@@ -304,79 +300,6 @@ def _accept(kernel: str | Kernel, device: str, dtype: str, max_examples: int, su
         if wanted not in allowed:
             raise _RefusedError(UNSUPPORTED, f"{wanted}: the kernel declares {what} {allowed} only")
     return resolved, support
-
-
-class _Search:
-    """One run's state: the kernel and its support, the report being tallied and the failures found so far.
-
-    The report tallies the cases until the first failure; the cases after it are hypothesis shrinking.
-    """
-
-    def __init__(self, kernel: Kernel, support: KernelSupport, device: str, dtype: str, report: Report,
-                 on_example: Callable[[int], None] | None) -> None:
-        self.kernel, self.support, self.device, self.dtype = kernel, support, device, dtype
-        self.report, self.on_example = report, on_example
-        self.failures: list[CaseOutcome] = []
-        self.first_failure_at: float | None = None
-
-    def run_case(self, case: VerifyCase) -> CaseOutcome:
-        outcome = check_one_case(self.kernel, case, device=self.device, dtype=self.dtype, supports=self.support)
-        if not self.failures:
-            _tally(self.report, outcome)
-            if self.on_example is not None:
-                self.on_example(self.report.examples + self.report.skipped)
-        return outcome
-
-    def record_failure(self, outcome: CaseOutcome) -> None:
-        self.failures.append(outcome)
-        if self.first_failure_at is None:
-            self.first_failure_at = time.perf_counter()
-
-    def shrink_time_spent(self) -> bool:
-        started = self.first_failure_at
-        return started is not None and time.perf_counter() - started > SHRINK_SECONDS[self.device]
-
-    def example(self, case: VerifyCase) -> None:
-        """One hypothesis example: raise on a failure (one raise site: hypothesis tells failures apart by where
-        they are raised), else steer the search towards the largest error over its bound."""
-        if self.shrink_time_spent():
-            self.report.shrink_capped = True
-            return  # passes from here on: hypothesis stops shrinking and the smallest failure so far stands
-        searching = not self.failures
-        outcome = self.run_case(case)
-        if outcome.failed:
-            self.record_failure(outcome)
-            raise AssertionError(outcome.summary())
-        margins = [c.margin for c in outcome.checks if c.stat]
-        if searching and margins:
-            target(min(max(margins), 1e6), label="error / allowed error")
-
-    def search(self, max_examples: int, seed: int, masks: tuple[str, ...] | None) -> None:
-        """Hypothesis over ``verify_cases`` (only ``masks`` if given); shrinks the first failure it finds."""
-        @hypothesis_seed(seed)
-        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-                  phases=(Phase.generate, Phase.target, Phase.shrink))  # no database to reuse
-        @given(case=verify_cases(self.support, self.dtype, masks))
-        def one_example(case: VerifyCase) -> None:
-            self.example(case)
-
-        # hypothesis replays the minimal failing example last (for a flaky kernel: the last one seen)
-        with contextlib.suppress(AssertionError, HypothesisException):
-            one_example()
-
-    def run(self, max_examples: int, seed: int) -> None:
-        """One small case per mask kind first (the search alone may never draw one), then the search. When a
-        coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it. The
-        minimal case is then run once more on its own: what the repro script will see."""
-        failed_coverage = next((o for o in map(self.run_case, coverage_cases(self.support)) if o.failed), None)
-        if failed_coverage is not None:
-            self.record_failure(failed_coverage)
-        self.search(max_examples, seed, None if failed_coverage is None else (failed_coverage.case.mask,))
-        if self.failures:
-            replay = check_one_case(self.kernel, self.failures[-1].case, device=self.device, dtype=self.dtype,
-                                    supports=self.support)
-            self.report.not_reproducible = not replay.failed
 
 
 @contextlib.contextmanager
@@ -412,9 +335,10 @@ def verify_attention(
     each case (a progress bar). The report's verdict is ``verified``, ``failed`` (with the minimal
     failing case and a repro script), ``unsupported`` or ``bad kernel``.
 
-    ``interface``: ``sdpa``, ``flash`` or ``varlen`` (FlashAttention's ``flash_attn_func`` and
-    ``flash_attn_varlen_func``, ``triad.verify.flash_api``); None infers it from the signature's parameter
-    names (``cu_seqlens_q``: varlen; ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
+    ``interface``: ``sdpa``, ``flash``, ``varlen`` or ``kvcache`` (FlashAttention's ``flash_attn_func``,
+    ``flash_attn_varlen_func`` and ``flash_attn_with_kvcache``: ``triad.verify.flash_api``, ``kvcache_api``);
+    None infers it from the signature's parameter names (``k_cache``: kvcache; ``cu_seqlens_q``: varlen;
+    ``softmax_scale``, ``window_size``, ``causal``, ...: flash; else sdpa).
 
     ``long_lengths`` (flash interface only; e.g. ``triad.verify.long_context.LONG_LENGTHS``): after a search that
     passed, one full-length run per long case at each length, judged on sampled rows against the float64 oracle
@@ -433,10 +357,16 @@ def verify_attention(
         report.verdict, report.message = refusal.verdict, refusal.message
         return report
     _empty_report_lines(report, support)
-    run = _Search(resolved, support, device, dtype, report, on_example)
+    run = Search(functools.partial(check_one_case, resolved, device=device, dtype=dtype, supports=support),
+                 _tally, report, "sdpa", device, on_example)
+
+    def strategy(failed: Outcome | None) -> SearchStrategy:
+        """When a coverage case fails, a search among cases of its mask kind finds the bug again and shrinks it."""
+        return verify_cases(support, dtype, None if failed is None else (failed.case.mask,))
+
     started = time.perf_counter()
     with _tf32_off():
-        run.run(max_examples, seed)
+        run.run(((None, case) for case in coverage_cases(support)), strategy, max_examples, seed)
     report.seconds = time.perf_counter() - started
     if run.failures:
         report.verdict = FAILED
@@ -454,7 +384,7 @@ def _interface(kernel: str | Kernel, interface: str | None) -> tuple[str, bool, 
     """(interface, inferred?, the kernel: a built-in name becomes its kernel for that interface)."""
     if interface is not None and interface not in INTERFACES:
         raise _RefusedError(UNSUPPORTED, f"interface: expected one of {INTERFACES}, got {interface!r}")
-    if interface in ("flash", "varlen") and isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
+    if interface in FLASH_BUILTINS and isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
         builtins = FLASH_BUILTINS[interface]
         if kernel not in builtins:
             raise _RefusedError(BAD_KERNEL, f"kernel: the built-in {kernel!r} has no {interface} interface "
@@ -489,8 +419,11 @@ def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str,
     resolved, support = _accept(kernel, device, dtype, max_examples, supports, report.interface)
     started = time.perf_counter()
     with _tf32_off():
-        failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples, seed,
-                                   on_example)
+        if report.interface == "kvcache":
+            failure = run_kvcache_search(resolved, support, device, dtype, report, max_examples, seed, on_example)
+        else:
+            failure = run_flash_search(resolved, support, report.interface, device, dtype, report, max_examples,
+                                       seed, on_example)
         long_failure = None if failure is not None or not long_lengths else run_long(
             resolved, support, device, dtype, long_lengths, seed, report)
     report.seconds = time.perf_counter() - started
@@ -501,8 +434,9 @@ def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str,
         report.repro_script = long_repro_script(kernel_spec(kernel), long_failure, device, dtype)
     if failure is not None:
         report.verdict, report.failure = FAILED, failure
+        check = check_kvcache_case if report.interface == "kvcache" else check_flash_case
         report.repro_script = flash_repro_script(kernel_spec(kernel), failure, device, dtype, supports,
-                                                 report.not_reproducible)
+                                                 report.not_reproducible, check)
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

@@ -164,8 +164,8 @@ def _error(actual: np.ndarray, wanted: np.ndarray) -> float:
         return float(np.max(np.abs(actual - wanted)[finite], initial=0.0))
 
 
-def _fits(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], variant: dict[str, np.ndarray],
-          failed: set[str]) -> bool:
+def fits(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], variant: dict[str, np.ndarray],
+         failed: set[str]) -> bool:
     """The variant explains every failing tensor it computes (and it computes at least one of them)."""
     names = [n for n in variant if n in actual and n in failed]
     if not names:
@@ -195,7 +195,7 @@ def diagnose(case: FlashCase, arrays: dict[str, Any], actual: dict[str, np.ndarr
     well as it matches the oracle (bit for bit, when the kernel composes the same steps), which proves nothing.
     """
     for message, applies, variants in DIAGNOSES.values():
-        if applies(case) and any(_fits(actual, expected, v, failed) for v in variants(case, arrays)):
+        if applies(case) and any(fits(actual, expected, v, failed) for v in variants(case, arrays)):
             return message
     if dtype == "float64" and "out" in failed and _float32_fits(actual, expected, case, arrays):
         return "softmax computed in float32 under float64 inputs (an error of float32's size)"

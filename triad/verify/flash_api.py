@@ -1,21 +1,17 @@
 """``verify_attention(kernel, interface="flash" | "varlen")``: the search over FlashAttention's interfaces.
 
-The same shape as the SDPA interface's search (``triad.verify.api``): one small coverage case per feature
+The search of ``triad.verify.search`` (as the SDPA interface's): one small coverage case per feature
 (``flash_coverage_cases``), then hypothesis over ``flash_cases``; the first failure is shrunk, run once
 more on its own, and matched against the named diagnoses (``triad.verify.diagnoses``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import time
+import functools
 import warnings
 from collections.abc import Callable
-
-from hypothesis import HealthCheck, Phase, given, settings, target
-from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import HypothesisException
+from typing import Any
 
 from torch_impl.flash_kernels import FLASH_BUILTINS
 from triad.verify.diagnoses import diagnose
@@ -46,11 +42,11 @@ from triad.verify.judge import (
     same_bits,
 )
 from triad.verify.report import Report
+from triad.verify.search import Search
 from triad.verify.support import KernelSupport
 
 BASELINES = {interface: kernels["scratch"] for interface, kernels in FLASH_BUILTINS.items()}
 FLASH_TENSORS = ("out", LSE_LINE, "dq", "dk", "dv")
-FLASH_SHRINK_SECONDS = {"cpu": 60.0, "cuda": 30.0}
 
 
 def effective_support(kernel: Kernel, support: KernelSupport) -> KernelSupport:
@@ -151,8 +147,10 @@ def _empty_lines(report: Report, support: KernelSupport, interface: str) -> None
         f"not a relation of the {interface} interface")
 
 
-def _tally(report: Report, outcome: FlashOutcome) -> None:
-    features = flash_case_features(outcome.case)
+def tally_outcome(report: Report, outcome: FlashOutcome,
+                  case_features: Callable[[Any], list[str]] = flash_case_features) -> None:
+    """Count one case into the report: its feature lines (``case_features``) and its checks' lines."""
+    features = case_features(outcome.case)
     if outcome.declined:
         report.skipped += 1
         for name in features:
@@ -177,88 +175,26 @@ def _tally(report: Report, outcome: FlashOutcome) -> None:
         report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
 
 
-class FlashSearch:
-    """One run over a flash interface: coverage cases, then hypothesis; the failures found so far."""
-
-    def __init__(self, kernel: Kernel, support: KernelSupport, interface: str, device: str, dtype: str,
-                 report: Report, on_example: Callable[[int], None] | None) -> None:
-        self.kernel, self.support, self.interface = kernel, support, interface
-        self.device, self.dtype, self.report, self.on_example = device, dtype, report, on_example
-        self.failures: list[FlashOutcome] = []
-        self.first_failure_at: float | None = None
-
-    def run_case(self, case: FlashCase) -> FlashOutcome:
-        outcome = check_flash_case(self.kernel, case, device=self.device, dtype=self.dtype, supports=self.support)
-        if not self.failures:
-            _tally(self.report, outcome)
-            if self.on_example is not None:
-                self.on_example(self.report.examples + self.report.skipped)
-        return outcome
-
-    def record_failure(self, outcome: FlashOutcome) -> None:
-        self.failures.append(outcome)
-        if self.first_failure_at is None:
-            self.first_failure_at = time.perf_counter()
-
-    def example(self, case: FlashCase) -> None:
-        started = self.first_failure_at
-        if started is not None and time.perf_counter() - started > FLASH_SHRINK_SECONDS[self.device]:
-            self.report.shrink_capped = True
-            return
-        searching = not self.failures
-        outcome = self.run_case(case)
-        if outcome.failed:
-            self.record_failure(outcome)
-            raise AssertionError(outcome.summary())
-        margins = [c.margin for c in outcome.checks if c.stat]
-        if searching and margins:
-            target(min(max(margins), 1e6), label="error / allowed error")
-
-    def search(self, max_examples: int, seed: int) -> None:
-        @hypothesis_seed(seed)
-        @settings(max_examples=max_examples, database=None, deadline=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-                  phases=(Phase.generate, Phase.target, Phase.shrink))
-        @given(case=flash_cases(self.support, self.interface))
-        def one_example(case: FlashCase) -> None:
-            self.example(case)
-
-        with contextlib.suppress(AssertionError, HypothesisException):
-            one_example()
-
-    def run(self, max_examples: int, seed: int) -> None:
-        """Coverage cases first; the first that fails is the failure (already small), else the search."""
-        for name, case in flash_coverage_cases(self.support, self.interface):
-            outcome = self.run_case(case)
-            self.report.line(f"coverage: {name}")
-            if outcome.failed:
-                self.record_failure(outcome)
-                self.report.line(f"coverage: {name}").failures += 1
-                return
-            self.report.line(f"coverage: {name}").examples += 0 if outcome.declined else 1
-            self.report.line(f"coverage: {name}").skipped += 1 if outcome.declined else 0
-        self.search(max_examples, seed)
-        if self.failures:
-            replay = check_flash_case(self.kernel, self.failures[-1].case, device=self.device, dtype=self.dtype,
-                                      supports=self.support)
-            self.report.not_reproducible = not replay.failed
-
-
 def run_flash_search(kernel: Kernel, support: KernelSupport, interface: str, device: str, dtype: str,
                      report: Report, max_examples: int, seed: int,
                      on_example: Callable[[int], None] | None) -> FlashOutcome | None:
     """Fill ``report``; return the minimal failure, if any."""
     support = effective_support(kernel, support)
     _empty_lines(report, support, interface)
-    run = FlashSearch(kernel, support, interface, device, dtype, report, on_example)
-    run.run(max_examples, seed)
+    check = functools.partial(check_flash_case, kernel, device=device, dtype=dtype, supports=support)
+    run = Search(check, tally_outcome, report, "flash", device, on_example)
+    # the first coverage case that fails is the failure (already small): no search then
+    run.run(flash_coverage_cases(support, interface),
+            lambda failed: None if failed is not None else flash_cases(support, interface), max_examples, seed)
     return run.failures[-1] if run.failures else None
 
 
 def flash_repro_script(kernel_spec: str | None, failure: FlashOutcome, device: str, dtype: str,
-                       supports: KernelSupport | None = None, not_reproducible: bool = False) -> str:
-    """A standalone script that rebuilds the minimal failing case and checks the kernel on it (exit 1 while it
-    fails)."""
+                       supports: KernelSupport | None = None, not_reproducible: bool = False,
+                       check: Callable[..., FlashOutcome] = check_flash_case) -> str:
+    """A standalone script that rebuilds the minimal failing case and checks the kernel on it with ``check``
+    (exit 1 while it fails)."""
+    case_class = type(failure.case)
     fields = ", ".join(f"{name}={value!r}" for name, value in failure.case.to_json().items())
     support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
     supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
@@ -279,12 +215,12 @@ Exit status 1 while the kernel still fails this case, 0 once it passes.
 import sys
 
 from torch_impl.kernels import resolve_kernel
-from triad.verify.flash_api import check_flash_case
-from triad.verify.flash_cases import FlashCase
+from {check.__module__} import {check.__name__}
+from {case_class.__module__} import {case_class.__name__}
 from triad.verify.support import KernelSupport, declared_support
 
 KERNEL = {kernel_spec!r}
-CASE = FlashCase({fields})
+CASE = {case_class.__name__}({fields})
 {supports_line}
 
 if __name__ == "__main__":
@@ -292,7 +228,7 @@ if __name__ == "__main__":
     if spec is None:
         sys.exit("usage: python {{this file}} MODULE:FUNCTION")
     kernel = resolve_kernel(spec)
-    outcome = check_flash_case(kernel, CASE, device={device!r}, dtype={dtype!r},
+    outcome = {check.__name__}(kernel, CASE, device={device!r}, dtype={dtype!r},
                                supports=declared_support(kernel, SUPPORTS))
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)

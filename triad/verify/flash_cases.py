@@ -121,7 +121,7 @@ def flash_features(support: KernelSupport) -> tuple[str, ...]:
     return support.features or FEATURES
 
 
-def _gqa_pairs(support: KernelSupport) -> list[tuple[int, int]]:
+def gqa_pairs(support: KernelSupport) -> list[tuple[int, int]]:
     """(H, Hkv) pairs: no GQA first, then ratios 2..8 with Hkv >= 2, then MQA (Hkv = 1)."""
     pairs = [(2, 2), (1, 1)]
     if "gqa" in flash_features(support):
@@ -175,7 +175,7 @@ def _lengths(support: KernelSupport) -> st.SearchStrategy[int]:
     return st.one_of(st.integers(1, 12), st.sampled_from(edges)) if edges else st.integers(1, 12)
 
 
-def _window(draw: st.DrawFn, Lk: int) -> tuple[int, int]:
+def draw_window(draw: st.DrawFn, Lk: int) -> tuple[int, int]:
     kind = draw(st.sampled_from(("none", "left", "right", "both", "zero", "wide")))
     side = st.integers(0, max(1, Lk))
     return {"none": (-1, -1), "left": (draw(side), -1), "right": (-1, draw(side)), "both": (draw(side), draw(side)),
@@ -186,7 +186,7 @@ def _window(draw: st.DrawFn, Lk: int) -> tuple[int, int]:
 def flash_cases(draw: st.DrawFn, support: KernelSupport, interface: str) -> FlashCase:
     """Cases the kernel declares it supports."""
     features = flash_features(support)
-    H, Hkv = draw(st.sampled_from(_gqa_pairs(support)))
+    H, Hkv = draw(st.sampled_from(gqa_pairs(support)))
     lengths = _lengths(support)
     if interface == "flash":
         B, Lq = draw(st.integers(1, 3)), draw(lengths)
@@ -210,7 +210,7 @@ def flash_cases(draw: st.DrawFn, support: KernelSupport, interface: str) -> Flas
     return FlashCase(
         interface=interface, H=H, Hkv=Hkv, seqlens_q=seqlens[0], seqlens_k=seqlens[1], d=d, dv=dv,
         causal=draw(st.booleans()),
-        window=_window(draw, Lk) if "window" in features else (-1, -1),
+        window=draw_window(draw, Lk) if "window" in features else (-1, -1),
         softcap=draw(st.one_of(st.just(0.0), st.sampled_from(SOFTCAPS))) if "softcap" in features else 0.0,
         alibi=draw(st.booleans()) if "alibi" in features else False,
         scale=draw(st.one_of(st.none(), st.floats(0.05, 2.0))) if support.scale else None,

@@ -84,9 +84,11 @@ def kernel_keywords(kernel: Kernel) -> set[str] | None:
 
 
 def infer_interface(kernel: Kernel) -> str:
-    """``varlen`` if the signature has ``cu_seqlens_q``, ``flash`` if it has FlashAttention's option names,
-    else ``sdpa``."""
+    """``kvcache`` if the signature has ``k_cache``, ``varlen`` if it has ``cu_seqlens_q``, ``flash`` if it has
+    FlashAttention's option names, else ``sdpa``."""
     names = kernel_keywords(kernel) or set()
+    if "k_cache" in names:
+        return "kvcache"
     if "cu_seqlens_q" in names:
         return "varlen"
     if names & {"softmax_scale", "window_size", "causal", "softcap", "alibi_slopes", "return_attn_probs"}:
@@ -99,7 +101,8 @@ def flash_signature_problem(kernel: Kernel, interface: str) -> str:
     names = kernel_keywords(kernel)
     if names is None:
         return ""
-    needed = {"q", "k", "v"} | (set(VARLEN_ARGS) if interface == "varlen" else set())
+    needed = {"q", "k_cache", "v_cache", "cache_seqlens"} if interface == "kvcache" else (
+        {"q", "k", "v"} | (set(VARLEN_ARGS) if interface == "varlen" else set()))
     missing = sorted(needed - names)
     if missing:
         return (f"kernel: expected the {interface} interface's keywords {sorted(needed)}, "

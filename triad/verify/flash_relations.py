@@ -13,6 +13,7 @@ baseline's difference on the same two sides (as the SDPA interface's relations a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,20 +78,29 @@ def relation_sides(kernel: Kernel, relation: str, case: FlashCase, arrays: dict[
 
 def relation_checks(kernel: Kernel, baseline: Kernel, case: FlashCase, arrays: dict[str, Any], dtype: str,
                     device: str, window_supported: bool, magnitudes: dict[str, float]) -> list[CheckResult]:
-    """The rule on |lhs - rhs| of the kernel against the baseline's, for every relation that applies.
+    """The rule on |lhs - rhs| of the kernel against the baseline's, for every relation that applies."""
+    return judge_relations(applicable_flash_relations(case, window_supported), FLASH_RELATION_LINES,
+                           lambda fn, relation: relation_sides(fn, relation, case, arrays, dtype, device),
+                           kernel, baseline, magnitudes, dtype)
 
-    A relation whose runs the kernel declines (an option it refuses) is left out.
-    """
+
+Sides = Callable[[Kernel, str], tuple[np.ndarray, np.ndarray]]
+
+
+def judge_relations(relations: list[str], lines: dict[str, str], sides: Sides, kernel: Kernel, baseline: Kernel,
+                    magnitudes: dict[str, float], dtype: str) -> list[CheckResult]:
+    """For each relation, the rule on the kernel's |lhs - rhs| (``sides(kernel, relation)``) against the
+    baseline's on the same two sides. A relation whose runs the kernel declines (an option it refuses) is left
+    out."""
     checks = []
-    for relation in applicable_flash_relations(case, window_supported):
+    for relation in relations:
         try:
-            lhs, rhs = relation_sides(kernel, relation, case, arrays, dtype, device)
+            lhs, rhs = sides(kernel, relation)
         except KernelDeclinedError:
             continue
-        base_lhs, base_rhs = relation_sides(baseline, relation, case, arrays, dtype, device)
+        base_lhs, base_rhs = sides(baseline, relation)
         # two sides, each an output: twice the underflow, twice sqrt(n) for the sums
-        checks.append(rule_check(FLASH_RELATION_LINES[relation], "max", max_abs_err(lhs, rhs),
-                                 max_abs_err(base_lhs, base_rhs), magnitudes["out"], dtype,
-                                 magnitudes["logit_magnitude"], 2.0 * magnitudes["out_underflow"],
-                                 4.0 * magnitudes["out_reduction"]))
+        checks.append(rule_check(lines[relation], "max", max_abs_err(lhs, rhs), max_abs_err(base_lhs, base_rhs),
+                                 magnitudes["out"], dtype, magnitudes["logit_magnitude"],
+                                 2.0 * magnitudes["out_underflow"], 4.0 * magnitudes["out_reduction"]))
     return checks

@@ -78,7 +78,7 @@ class Report:
     repro_script: str = ""
     # the minimal failing case passed when checked again on its own: state kept between calls, or flakiness
     not_reproducible: bool = False
-    # shrinking reached triad.verify.api.SHRINK_SECONDS: the failing case is the smallest found by then
+    # shrinking reached triad.verify.search.SHRINK_SECONDS: the failing case is the smallest found by then
     shrink_capped: bool = False
     declined_reasons: list[str] = field(default_factory=list)
     interface: str = "sdpa"  # the kernel's calling convention: sdpa, flash or varlen

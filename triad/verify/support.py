@@ -56,6 +56,9 @@ class KernelSupport:
     # slope * (i + Lk - Lq) and leaves the output unchanged).
     gqa_ratios: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     alibi_lse: str = "definition"
+    # ``--interface kvcache``: the page sizes of a paged cache it takes (a contiguous cache is always drawn;
+    # () = contiguous only). FlashAttention 2 takes multiples of 256 only: ``page_sizes=(256,)``.
+    page_sizes: tuple[int, ...] = (1, 16, 256)
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("dtypes", self.dtypes, DTYPES), ("devices", self.devices, DEVICES),
@@ -69,6 +72,8 @@ class KernelSupport:
             raise ValueError(
                 f"min_head_dim, max_head_dim: expected 1 <= min <= max, got {self.min_head_dim}, {self.max_head_dim}"
             )
+        if any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in self.page_sizes):
+            raise ValueError(f"page_sizes: expected positive ints, got {self.page_sizes!r}")
         if self.max_length is not None and self.max_length < 17:
             raise ValueError(f"max_length: expected None or at least 17 (a tail tile), got {self.max_length}")
 
