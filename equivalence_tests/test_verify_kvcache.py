@@ -27,7 +27,7 @@ from triad.verify.report import FAILED, VERIFIED
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 2  # beyond the ~17 coverage cases every run checks first
-SWEEP_EXAMPLES = 10  # the correct kernels' seed sweep: 132 runs (the default 200 would take hours on 2 cores)
+SWEEP_EXAMPLES = 10  # the correct kernels' seed sweep (the default 200 would take an hour on 2 cores)
 SCRATCH = FLASH_BUILTINS["kvcache"]["scratch"]
 
 
@@ -110,9 +110,11 @@ def test_correct_styles_have_no_false_alarm(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("seed", range(11))
-@pytest.mark.parametrize("name", [*CORRECT_KVCACHE, "reference", "scratch", "native", "flex"])
-def test_correct_kernels_have_no_false_alarm_on_seeds_0_to_10(name: str, seed: int, dtype: str) -> None:
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("name", [*CORRECT_KVCACHE, "native"])
+def test_correct_kernels_have_no_false_alarm_across_seeds(name: str, seed: int, dtype: str) -> None:
+    """Seeds 1-2 here (minutes); seeds 0-10 of every correct kernel and built-in, with the worst ratio of each:
+    ``benchmarks/verify_flash_margins.py kvcache-correct 0-10``."""
     kernel = CORRECT_KVCACHE.get(name, name)
     report = verify_attention(kernel, interface="kvcache", seed=seed, dtype=dtype, max_examples=SWEEP_EXAMPLES)
     assert report.verdict == VERIFIED, report.summary()

@@ -36,7 +36,7 @@ from triad.verify.cases import (
     verify_cases,
 )
 from triad.verify.dropout import DROPOUT_LINE, dropout_check
-from triad.verify.flash_api import check_flash_case, flash_repro_script, run_flash_search
+from triad.verify.flash_api import check_flash_case, run_flash_search
 from triad.verify.flash_judge import flash_signature_problem, infer_interface
 from triad.verify.judge import (
     AUTOGRAD_LINE,
@@ -60,7 +60,7 @@ from triad.verify.judge import (
     same_bits,
 )
 from triad.verify.kvcache_api import check_kvcache_case, run_kvcache_search
-from triad.verify.long_context import check_long_lengths, long_repro_script, run_long
+from triad.verify.long_context import check_long_case, check_long_lengths, run_long
 from triad.verify.metamorphic import RELATION_LINES, relation_logits, relation_magnitude, relation_sides
 from triad.verify.report import BAD_KERNEL, FAILED, UNSUPPORTED, VERIFIED, Report, repro_script
 from triad.verify.search import Outcome, Search
@@ -372,8 +372,9 @@ def verify_attention(
         report.verdict = FAILED
         report.failure = run.failures[-1]
         spec = kernel_spec(kernel)
-        report.repro_script = repro_script(spec, report.failure, device, dtype, supports, report.not_reproducible,
-                                           kernel_import_root(spec))
+        report.repro_script = repro_script(spec, report.failure, device, dtype, check_one_case, supports=supports,
+                                           not_reproducible=report.not_reproducible,
+                                           import_root=kernel_import_root(spec))
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)
@@ -429,14 +430,18 @@ def _verify_flash(kernel: str | Kernel, report: Report, device: str, dtype: str,
     report.seconds = time.perf_counter() - started
     if failure is not None and long_lengths:
         report.line("long contexts")  # never reached: the search failed first
+    spec = kernel_spec(kernel)
     if long_failure is not None:
         report.verdict, report.failure = FAILED, long_failure
-        report.repro_script = long_repro_script(kernel_spec(kernel), long_failure, device, dtype)
+        report.repro_script = repro_script(spec, long_failure, device, dtype, check_long_case, supports=supports,
+                                           import_root=kernel_import_root(spec),
+                                           check_args=f"{long_failure.name!r}, ")
     if failure is not None:
         report.verdict, report.failure = FAILED, failure
         check = check_kvcache_case if report.interface == "kvcache" else check_flash_case
-        report.repro_script = flash_repro_script(kernel_spec(kernel), failure, device, dtype, supports,
-                                                 report.not_reproducible, check)
+        report.repro_script = repro_script(spec, failure, device, dtype, check, supports=supports,
+                                           not_reproducible=report.not_reproducible,
+                                           import_root=kernel_import_root(spec))
     elif report.examples == 0:
         report.verdict = UNSUPPORTED
         report.message = "the kernel declined every case: " + "; ".join(report.declined_reasons)

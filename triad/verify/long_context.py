@@ -268,39 +268,3 @@ def run_long(kernel: Kernel, support: KernelSupport, device: str, dtype: str, le
         if outcome.failed:
             return outcome
     return None
-
-
-def long_repro_script(kernel_spec: str | None, failure: LongOutcome, device: str, dtype: str) -> str:
-    """A standalone script that runs the failing long case again (exit 1 while it fails, 0 once it passes)."""
-    fields = ", ".join(f"{name}={value!r}" for name, value in failure.case.to_json().items())
-    found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
-    return f'''"""Reproduce the long-context failure ``triad verify --long`` found (one full-length run).
-
-    python {{this file}} [MODULE:FUNCTION]
-
-Exit status 1 while the kernel still fails this case, 0 once it passes.
-"""
-# Found on {device}, {dtype}:
-{found}
-import sys
-
-from torch_impl.kernels import resolve_kernel
-from triad.verify.flash_api import effective_support
-from triad.verify.flash_cases import FlashCase
-from triad.verify.long_context import check_long_case
-from triad.verify.support import declared_support
-
-KERNEL = {kernel_spec!r}
-CASE = FlashCase({fields})
-
-if __name__ == "__main__":
-    spec = sys.argv[1] if len(sys.argv) > 1 else KERNEL
-    if spec is None:
-        sys.exit("usage: python {{this file}} MODULE:FUNCTION")
-    kernel = resolve_kernel(spec)
-    outcome = check_long_case(kernel, CASE, {failure.name!r}, device={device!r}, dtype={dtype!r},
-                              supports=declared_support(kernel))
-    print(outcome.summary())
-    print(outcome.figures())
-    sys.exit(1 if outcome.failed else 0)
-'''

@@ -8,6 +8,7 @@ their ratio, all relative to the magnitude of the result -- and a verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,25 +210,30 @@ NOT_REPRODUCIBLE = ("warning: the minimal case passed when checked again on its 
 
 
 def repro_script(kernel_spec: str | None, failure: CaseOutcome, device: str, dtype: str,
-                 supports: KernelSupport | None = None, not_reproducible: bool = False,
-                 import_root: str | None = None) -> str:
-    """A standalone script that rebuilds the minimal failing case from its seed and runs the kernel on it.
+                 check: Callable[..., CaseOutcome], *, supports: KernelSupport | None = None,
+                 not_reproducible: bool = False, import_root: str | None = None, check_args: str = "") -> str:
+    """A standalone script that rebuilds the failing case from its seed and runs ``check`` on it again.
 
-    ``supports``: the support the caller passed to ``verify_attention`` (None: the kernel's own declaration),
-    written into the script so that it runs the same checks (which relations apply depends on it).
-    ``import_root``: the folder the kernel's module was imported from; the script puts it on ``sys.path``, so it
-    runs from any directory. A script that cannot import the kernel exits 2, never 1 ("still failing").
+    ``check``: the function that checked the case (``check_one_case``, ``check_flash_case``, ...), called as
+    ``check(kernel, CASE, <check_args>device=, dtype=, supports=)``. ``supports``: the support the caller passed
+    to ``verify_attention`` (None: the kernel's own declaration), written into the script so that it runs the
+    same checks (which relations apply depends on it). ``import_root``: the folder the kernel's module was
+    imported from; the script puts it on ``sys.path``, so it runs from any directory. A script that cannot
+    import the kernel exits 2, never 1 ("still failing").
     """
     case = failure.case
+    case_class = type(case)
     fields = ", ".join(f"{name}={value!r}" for name, value in case.to_json().items())
     support_fields = "" if supports is None else ", ".join(f"{n}={v!r}" for n, v in supports.to_json().items())
     supports_line = "SUPPORTS = None  # the kernel's own declaration" if supports is None else (
         f"SUPPORTS = KernelSupport({support_fields})")
-    warning = f"# {NOT_REPRODUCIBLE}\n" if not_reproducible else ""
+    diagnosis = getattr(failure, "diagnosis", "")
+    notes = f"# diagnosis: {diagnosis}\n" if diagnosis else ""
+    notes += f"# {NOT_REPRODUCIBLE}\n" if not_reproducible else ""
     found = "\n".join(f"#   {c.describe()}" for c in failure.failures())
     spec_line = (f"KERNEL = {kernel_spec!r}" if kernel_spec else
                  "KERNEL = None  # the kernel had no importable name; pass MODULE:FUNCTION on the command line")
-    return f'''"""Reproduce the failure ``triad verify`` found, on the minimal case hypothesis shrank to.
+    return f'''"""Reproduce the failure ``triad verify`` found, on the smallest failing case it found.
 
     python {{this file}} [MODULE:FUNCTION]
 
@@ -235,17 +241,17 @@ Exit status 1 while the kernel still fails this case, 0 once it passes, 2 if the
 """
 # Found on {device}, {dtype}:
 {found}
-{warning}
+{notes}
 import sys
 
+from {check.__module__} import {check.__name__}
+from {case_class.__module__} import {case_class.__name__}
 from torch_impl.kernels import KernelNotFoundError, resolve_kernel
-from triad.verify.api import check_one_case
-from triad.verify.cases import VerifyCase
-from triad.verify.support import KernelSupport
+from triad.verify.support import KernelSupport, declared_support
 
 {spec_line}
 KERNEL_IMPORTED_FROM = {import_root!r}  # put on sys.path, so the script runs from any directory
-CASE = VerifyCase({fields})
+CASE = {case_class.__name__}({fields})
 {supports_line}
 
 if __name__ == "__main__":
@@ -260,7 +266,8 @@ if __name__ == "__main__":
     except KernelNotFoundError as exc:
         print(f"cannot run the repro: {{exc}}", file=sys.stderr)
         sys.exit(2)
-    outcome = check_one_case(kernel, CASE, device={device!r}, dtype={dtype!r}, supports=SUPPORTS)
+    outcome = {check.__name__}(kernel, CASE, {check_args}device={device!r}, dtype={dtype!r},
+                               supports=declared_support(kernel, SUPPORTS))
     print(outcome.summary())
     sys.exit(1 if outcome.failed else 0)
 '''
