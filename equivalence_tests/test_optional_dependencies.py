@@ -32,7 +32,8 @@ def _pytest_without_optional(tmp_path: Path, *args: str) -> subprocess.Completed
 
 
 def test_suite_collects_and_optional_tests_skip_without_jsonschema_mkdocs_griffe(tmp_path: Path) -> None:
-    hidden = _pytest_without_optional(tmp_path, "-q", "-rs", *(f"equivalence_tests/{t}" for t in NEEDS_OPTIONAL))
+    hidden = _pytest_without_optional(tmp_path, "-q", "-rs", "--run-slow",  # the browser test is slow-marked
+                                      *(f"equivalence_tests/{t}" for t in NEEDS_OPTIONAL))
     assert hidden.returncode == 0, hidden.stdout + hidden.stderr
     assert f"{len(NEEDS_OPTIONAL)} skipped" in hidden.stdout, hidden.stdout
     for name in OPTIONAL:
