@@ -47,6 +47,9 @@ FP16_MAX = 65504.0
 # Beyond this many multiply-adds per (batch, head) the case keeps B * H <= 2, so the float64 oracle stays cheap.
 LARGE_HEAD_WORK = 2**19
 SMALL_WORK = 2**14  # cases this small also run the dropout check (64 runs)
+# The dropout check runs the kernel and the baseline 64 times each: a quarter of the small cases (by seed) have it,
+# about 40 of a default run's 200, which halves the run's time and still meets every dropout bug many times over.
+DROPOUT_EVERY = 4
 
 
 
@@ -184,7 +187,7 @@ def applicable_relations(case: VerifyCase, support: KernelSupport) -> list[str]:
         relations.append("batch")
     if mask == "is_causal":
         relations.append("causal_prefix")
-    if support.dropout and case.is_small:
+    if support.dropout and case.is_small and case.seed % DROPOUT_EVERY == 0:
         relations.append("dropout")
     return relations
 
