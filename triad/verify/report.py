@@ -159,19 +159,20 @@ class Report:
             console.print(f"[bold red]{self.summary(verbose)}[/]")
             return
         title = (f"triad verify {self.kernel} ({self.device}, {self.dtype}): errors relative to the "
-                 "result's magnitude; allowed = 2 x baseline + floor")
+                 "result's magnitude; allowed = 2 x baseline + floor; ratio = worst / baseline")
         if not (console.is_terminal and console.width >= 120):  # piped or narrow: a table would wrap its cells
             self._render_lines(console, title, verbose)
             return
         table = Table(title=title)
-        for column in ("check", "examples", "skipped", "worst error", "baseline error", "ratio", "verdict"):
+        for column in ("check", "examples", "skipped", "worst error", "allowed", "baseline error", "ratio", "verdict"):
             table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
         styles = {"FAIL": "bold red", "pass": "green", "warn": "yellow", "skipped": "dim", "not reached": "dim"}
         for line in self.shown_lines(verbose):
             w = line.worst
             table.add_row(
                 line.name, str(line.examples), str(line.skipped),
-                "-" if w is None else f"{w.err:.2e} ({w.stat})", "-" if w is None else f"{w.baseline_err:.2e}",
+                "-" if w is None else f"{w.err:.2e} ({w.stat})", "-" if w is None else f"{w.bound:.2e}",
+                "-" if w is None else f"{w.baseline_err:.2e}",
                 "-" if w is None else f"{w.ratio:.3g}",
                 f"[{styles[line.verdict]}]{line.verdict}[/]" + "".join(f" {t}" for t in (line.note, line.info) if t),
             )
@@ -182,17 +183,18 @@ class Report:
         """One line per check: the numbers first, in aligned columns, then the check's name in full (so a long
         name never pushes the columns apart), then how many cases were skipped and any note."""
         console.print(title, highlight=False)
-        header = f"{'verdict':<11}  {'worst':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
+        header = f"{'verdict':<11}  {'worst':>7}  {'allowed':>7}  {'baseline':>8}  {'ratio':>6}  {'cases':>5}  check"
         console.print(header, highlight=False)
         for line in self.shown_lines(verbose):
             w = line.worst
-            numbers = ("-", "-", "-") if w is None else (f"{w.err:.1e}", f"{w.baseline_err:.1e}", f"{w.ratio:.3g}")
+            numbers = ("-",) * 4 if w is None else (f"{w.err:.1e}", f"{w.bound:.1e}", f"{w.baseline_err:.1e}",
+                                                   f"{w.ratio:.3g}")
             extra = "" if w is None or w.stat == "max" else f" ({w.stat})"
             extra += f" ({line.skipped} skipped)" if line.skipped else ""
             extra += f"  {line.note}" if line.note else ""
             extra += f"  {line.info}" if line.info else ""
-            console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}  {line.examples:>5}  "
-                          f"{line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
+            console.print(f"{line.verdict:<11}  {numbers[0]:>7}  {numbers[1]:>7}  {numbers[2]:>8}  {numbers[3]:>6}  "
+                          f"{line.examples:>5}  {line.name}{extra}", highlight=False, soft_wrap=True, markup=False)
         self._render_footer(console, verbose)
 
     def _render_footer(self, console: Console, verbose: bool) -> None:
