@@ -80,6 +80,21 @@ def test_the_builtins_refuse_a_cache_that_does_not_fit() -> None:
                 cache_seqlens=torch.tensor([5, 0], dtype=torch.int32))
 
 
+def test_without_cache_seqlens_the_whole_cache_is_attended_paged_or_contiguous() -> None:
+    """FlashAttention's default: every element's cache is full -- pages x page size slots when paged."""
+    generator = torch.Generator().manual_seed(0)
+    q, contiguous = torch.randn(2, 3, 4, 8, generator=generator), torch.randn(2, 6, 2, 8, generator=generator)
+    table = torch.tensor([[3, 0], [1, 2]], dtype=torch.int32)  # element b's pages: contiguous[b] in halves
+    paged = torch.empty(4, 3, 2, 8)  # (num_blocks, page_size, Hkv, d)
+    for b in range(2):
+        for page in range(2):
+            paged[table[b, page]] = contiguous[b, 3 * page:3 * page + 3]
+    expected = SCRATCH(q, contiguous, contiguous)
+    torch.testing.assert_close(SCRATCH(q, paged, paged, block_table=table), expected)
+    full = torch.full((2,), 6, dtype=torch.int32)
+    torch.testing.assert_close(SCRATCH(q, contiguous, contiguous, cache_seqlens=full), expected)
+
+
 def test_a_kernel_without_a_gradient_is_checked_forward_only() -> None:
     def no_grad_kernel(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None,  # type: ignore
                        softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,

@@ -127,9 +127,10 @@ def _kvcache_signature(varlen: FlashFn, name: str) -> FlashFn:
                softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
                return_softmax_lse=False):
         if cache_seqlens is None:  # FlashAttention's default: every element's cache is full
-            cache_seqlens = torch.full((q.shape[0],), k_cache.shape[1], dtype=torch.int32)
             if k is not None:
                 raise ValueError("cache_seqlens: expected a tensor when k, v are appended, got None")
+            capacity = k_cache.shape[1] * (1 if block_table is None else block_table.shape[1])  # pages x page size
+            cache_seqlens = torch.full((q.shape[0],), capacity, dtype=torch.int32, device=q.device)
         _check_cache(q, k_cache, k, v, cache_seqlens, block_table)
         out, lse = kvcache_attention(varlen, q, k_cache, v_cache, k, v, cache_seqlens, block_table,
                                      softmax_scale=softmax_scale, causal=causal, window_size=window_size,
