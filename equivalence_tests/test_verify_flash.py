@@ -102,6 +102,20 @@ def test_a_diagnosis_that_does_not_fit_says_nothing(interface: str) -> None:
         assert diagnose(case, arrays, actual, {"out": out, "lse": lse}, "float64", {"lse"}) == "", case.describe()
 
 
+def test_a_feature_whose_case_raised_before_it_was_checked_is_not_a_pass() -> None:
+    scratch = FLASH_BUILTINS["flash"]["scratch"]
+
+    def raises_when_causal(q, k, v, softmax_scale=None, causal=False):  # type: ignore[no-untyped-def]
+        if causal:
+            raise RuntimeError("planted: causal calls fail")
+        return scratch(q, k, v, softmax_scale=softmax_scale)
+
+    report = verify_attention(raises_when_causal, interface="flash", max_examples=EXAMPLES)
+    assert report.verdict == FAILED and report.failure.case.causal, report.summary()
+    causal = report.lines["causal (bottom-right)"]
+    assert causal.verdict != "pass" and causal.unchecked >= 1, causal
+
+
 def test_a_kernel_without_a_keyword_is_not_asked_for_its_feature() -> None:
     scratch = FLASH_BUILTINS["flash"]["scratch"]
 

@@ -236,38 +236,7 @@ def _empty_report_lines(report: Report, support: KernelSupport) -> None:
 
 
 def _tally(report: Report, outcome: CaseOutcome) -> None:
-    features = case_features(outcome.case, outcome.logits)
-    if outcome.declined:
-        report.skipped += 1
-        for name in features:
-            report.line(name).skipped += 1
-        if outcome.declined not in report.declined_reasons and len(report.declined_reasons) < 3:
-            report.declined_reasons.append(outcome.declined)
-        return
-    report.examples += 1
-    for name, reason in outcome.declined_lines.items():
-        report.line(name).skipped += 1
-        if reason not in report.declined_reasons and len(report.declined_reasons) < 3:
-            report.declined_reasons.append(reason)
-    agreement = [c for c in outcome.checks if c.line in TENSORS]
-    if outcome.failed and not agreement:  # it failed before its features were checked: they are not passes
-        for name in features:
-            report.line(name).unchecked += 1
-        features = []
-    lines_hit = set(features) | {c.line for c in outcome.checks}
-    if not outcome.failed:
-        lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
-        lines_hit |= {AUTOGRAD_LINE} if any(c.line == "dq" for c in outcome.checks) else set()
-    lines_hit.add(DETERMINISM_LINE)
-    for name in lines_hit:
-        report.line(name).examples += 1
-    for check in outcome.checks:
-        report.line(check.line).add(check)
-    for name in features:
-        for check in agreement:
-            report.line(name).add(check)
-    if outcome.nondeterministic:
-        report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
+    report.tally(outcome, case_features(outcome.case, outcome.logits), TENSORS)
 
 
 class _RefusedError(Exception):

@@ -150,29 +150,7 @@ def _empty_lines(report: Report, support: KernelSupport, interface: str) -> None
 def tally_outcome(report: Report, outcome: FlashOutcome,
                   case_features: Callable[[Any], list[str]] = flash_case_features) -> None:
     """Count one case into the report: its feature lines (``case_features``) and its checks' lines."""
-    features = case_features(outcome.case)
-    if outcome.declined:
-        report.skipped += 1
-        for name in features:
-            report.line(name).skipped += 1
-        if outcome.declined not in report.declined_reasons and len(report.declined_reasons) < 3:
-            report.declined_reasons.append(outcome.declined)
-        return
-    report.examples += 1
-    lines_hit = set(features) | {c.line for c in outcome.checks} | {DETERMINISM_LINE}
-    if not outcome.failed:
-        lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
-        lines_hit |= {AUTOGRAD_LINE} if any(c.line == "dq" for c in outcome.checks) else set()
-    for name in lines_hit:
-        report.line(name).examples += 1
-    for check in outcome.checks:
-        report.line(check.line).add(check)
-    for name in features:
-        for check in outcome.checks:
-            if check.line in FLASH_TENSORS:
-                report.line(name).add(check)
-    if outcome.nondeterministic:
-        report.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
+    report.tally(outcome, case_features(outcome.case), FLASH_TENSORS)
 
 
 def run_flash_search(kernel: Kernel, support: KernelSupport, interface: str, device: str, dtype: str,

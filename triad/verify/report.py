@@ -16,7 +16,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from triad.verify.judge import CaseOutcome, CheckResult
+from triad.verify.judge import (
+    AUTOGRAD_LINE,
+    DETERMINISM_LINE,
+    MUTATION_LINE,
+    RAISES_LINE,
+    SHAPE_LINE,
+    CaseOutcome,
+    CheckResult,
+)
 from triad.verify.support import KernelSupport
 
 # Verdicts of a whole run, with the CLI's exit code.
@@ -95,6 +103,43 @@ class Report:
 
     def line(self, name: str) -> Line:
         return self.lines.setdefault(name, Line(name))
+
+    def _decline(self, reason: str) -> None:
+        if reason not in self.declined_reasons and len(self.declined_reasons) < 3:
+            self.declined_reasons.append(reason)
+
+    def tally(self, outcome: CaseOutcome, features: list[str], tensors: tuple[str, ...]) -> None:
+        """Count one case into the report: its feature lines (``features``, the report lines it counts towards)
+        get its agreement checks (those on ``tensors``), every check its own line. A case that failed before
+        its agreement was checked (the kernel raised, say) counts for none of its features: they are not passes."""
+        if outcome.declined:
+            self.skipped += 1
+            for name in features:
+                self.line(name).skipped += 1
+            self._decline(outcome.declined)
+            return
+        self.examples += 1
+        for name, reason in outcome.declined_lines.items():
+            self.line(name).skipped += 1
+            self._decline(reason)
+        agreement = [c for c in outcome.checks if c.line in tensors]
+        if outcome.failed and not agreement:
+            for name in features:
+                self.line(name).unchecked += 1
+            features = []
+        lines_hit = set(features) | {c.line for c in outcome.checks} | {DETERMINISM_LINE}
+        if not outcome.failed:
+            lines_hit |= {RAISES_LINE, SHAPE_LINE, MUTATION_LINE}
+            lines_hit |= {AUTOGRAD_LINE} if any(c.line == "dq" for c in outcome.checks) else set()
+        for name in lines_hit:
+            self.line(name).examples += 1
+        for check in outcome.checks:
+            self.line(check.line).add(check)
+        for name in features:
+            for check in agreement:
+                self.line(name).add(check)
+        if outcome.nondeterministic:
+            self.line(DETERMINISM_LINE).note = "runs differ bitwise (non-deterministic)"
 
     def to_json(self) -> dict[str, Any]:
         return {
