@@ -13,7 +13,6 @@ import functools
 import inspect
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from triad.verify.judge import (
     KernelProblemError,
     agreement_checks,
     call_kernel,
+    judged,
     mask_tensor,
     oracle,
     rule_check,
@@ -152,28 +152,22 @@ def check_one_case(kernel: str | Kernel, case: VerifyCase, *, device: str = "cpu
     outcome = CaseOutcome(case, logits=magnitudes["logits"])  # max |S|, for the report's "logits" line
     if not backward:
         expected = {"out": expected["out"]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SDPA warns for every backend it passes over
-        try:
-            actual = run_kernel(kernel, case, arrays, dtype, device, backward)
-            baseline = run_kernel(baseline_sdpa, case, arrays, dtype, device, backward)
-            outcome.checks += agreement_checks(actual, baseline, expected, magnitudes, row_logits, dtype)
-            outcome.nondeterministic = not same_bits(actual, run_kernel(kernel, case, arrays, dtype, device, backward))
-            for relation in applicable_relations(case, support):
-                try:  # a relation's runs (dropout, one more head dim) may be declined on their own
-                    if relation == "dropout":
-                        check = dropout_check(kernel, case, arrays, expected["out"], magnitudes, row_logits["out"],
-                                              dtype, device)
-                    else:
-                        check = _relation_check(kernel, case, relation, arrays, dtype, device, magnitudes)
-                    outcome.checks.append(check)
-                except KernelDeclinedError as exc:
-                    line = DROPOUT_LINE if relation == "dropout" else RELATION_LINES[relation]
-                    outcome.declined_lines[line] = str(exc)
-        except KernelDeclinedError as exc:
-            outcome.declined = str(exc)
-        except KernelProblemError as exc:
-            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
+    with judged(outcome):
+        actual = run_kernel(kernel, case, arrays, dtype, device, backward)
+        baseline = run_kernel(baseline_sdpa, case, arrays, dtype, device, backward)
+        outcome.checks += agreement_checks(actual, baseline, expected, magnitudes, row_logits, dtype)
+        outcome.nondeterministic = not same_bits(actual, run_kernel(kernel, case, arrays, dtype, device, backward))
+        for relation in applicable_relations(case, support):
+            try:  # a relation's runs (dropout, one more head dim) may be declined on their own
+                if relation == "dropout":
+                    check = dropout_check(kernel, case, arrays, expected["out"], magnitudes, row_logits["out"],
+                                          dtype, device)
+                else:
+                    check = _relation_check(kernel, case, relation, arrays, dtype, device, magnitudes)
+                outcome.checks.append(check)
+            except KernelDeclinedError as exc:
+                line = DROPOUT_LINE if relation == "dropout" else RELATION_LINES[relation]
+                outcome.declined_lines[line] = str(exc)
     return outcome
 
 

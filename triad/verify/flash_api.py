@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,11 +33,9 @@ from triad.verify.judge import (
     MUTATION_LINE,
     RAISES_LINE,
     SHAPE_LINE,
-    CheckResult,
     Kernel,
-    KernelDeclinedError,
-    KernelProblemError,
     agreement_checks,
+    judged,
     same_bits,
 )
 from triad.verify.report import Report
@@ -67,27 +64,21 @@ def check_flash_case(kernel: Kernel, case: FlashCase, *, device: str = "cpu", dt
     arrays = case.arrays(dtype)
     expected, magnitudes, row_logits = flash_oracle(case, arrays)
     outcome = FlashOutcome(case, logits=magnitudes["logits"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            actual = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
-            base = run_flash_kernel(baseline, case, arrays, dtype, device, backward, True)
-            outcome.actual = actual
-            tensors = [n for n in ("out", "dq", "dk", "dv") if n in actual]
-            outcome.checks += agreement_checks({n: actual[n] for n in tensors}, base, expected, magnitudes,
-                                               row_logits, dtype)
-            if "lse" in actual:
-                wanted = lse_expected(case, arrays, expected["lse"], support.alibi_lse)
-                outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"],
-                                            dtype_of_eps(float(actual["lse_eps"])), case.Lk, case.d)
-            again = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
-            outcome.nondeterministic = not same_bits(actual, again)
-            outcome.checks += relation_checks(kernel, baseline, case, arrays, dtype, device,
-                                              "window" in support.features, magnitudes)
-        except KernelDeclinedError as exc:
-            outcome.declined = str(exc)
-        except KernelProblemError as exc:
-            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
+    with judged(outcome):
+        actual = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
+        base = run_flash_kernel(baseline, case, arrays, dtype, device, backward, True)
+        outcome.actual = actual
+        tensors = [n for n in ("out", "dq", "dk", "dv") if n in actual]
+        outcome.checks += agreement_checks({n: actual[n] for n in tensors}, base, expected, magnitudes,
+                                           row_logits, dtype)
+        if "lse" in actual:
+            wanted = lse_expected(case, arrays, expected["lse"], support.alibi_lse)
+            outcome.checks += lse_check(actual["lse"], wanted, base["lse"], row_logits["lse"],
+                                        dtype_of_eps(float(actual["lse_eps"])), case.Lk, case.d)
+        again = run_flash_kernel(kernel, case, arrays, dtype, device, backward, want_lse)
+        outcome.nondeterministic = not same_bits(actual, again)
+        outcome.checks += relation_checks(kernel, baseline, case, arrays, dtype, device,
+                                          "window" in support.features, magnitudes)
     if outcome.failed and outcome.actual is not None:
         outcome.diagnosis = diagnose(case, arrays, outcome.actual, expected, dtype,
                                      {c.line for c in outcome.failures()})

@@ -17,7 +17,9 @@ Anything the kernel raises is caught here and becomes a failed check with its me
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +145,21 @@ class CaseOutcome:
 
 
 Kernel = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def judged(outcome: CaseOutcome) -> Iterator[None]:
+    """Run a case's calls with warnings silenced (SDPA warns for every backend it passes over) and the kernel's
+    verdicts kept: a decline (``KernelDeclinedError``) marks the case declined, a broken contract
+    (``KernelProblemError``) becomes a failed check on its line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except KernelDeclinedError as exc:
+            outcome.declined = str(exc)
+        except KernelProblemError as exc:
+            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
 
 
 def _leaf(x: np.ndarray, dtype: str, device: str, transposed: bool,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable
 
 from torch_impl.flash_kernels import FLASH_BUILTINS
@@ -33,11 +32,9 @@ from triad.verify.judge import (
     MUTATION_LINE,
     RAISES_LINE,
     SHAPE_LINE,
-    CheckResult,
     Kernel,
-    KernelDeclinedError,
-    KernelProblemError,
     agreement_checks,
+    judged,
     same_bits,
 )
 from triad.verify.kvcache_cases import KvcacheCase, kvcache_cases, kvcache_coverage_cases
@@ -83,27 +80,21 @@ def check_kvcache_case(kernel: Kernel, case: KvcacheCase, *, device: str = "cpu"
     expected, magnitudes, row_logits = flash_oracle(varlen, arrays["varlen"])
     outcome = KvcacheOutcome(case, logits=magnitudes["logits"])
     inputs, want_lse = case_inputs(case, arrays), "lse" in support.features
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            run = run_kvcache_kernel(kernel, inputs, dtype, device, support.backward, want_lse)
-            base = to_varlen(case, run_kvcache_kernel(BASELINE, inputs, dtype, device, not run.forward_only,
-                                                      True).result)
-            outcome.actual, outcome.forward_only = to_varlen(case, run.result), run.forward_only
-            outcome.checks.append(cache_update_check(case, inputs, run))
-            outcome.checks += agreement_checks({n: outcome.actual[n] for n in ("out", "dq") if n in outcome.actual},
-                                               base, expected, magnitudes, row_logits, dtype)
-            if "lse" in outcome.actual:
-                wanted = lse_expected(varlen, arrays["varlen"], expected["lse"], support.alibi_lse)
-                outcome.checks += lse_check(outcome.actual["lse"], wanted, base["lse"], row_logits["lse"],
-                                            dtype_of_eps(float(outcome.actual["lse_eps"])), varlen.Lk, case.d)
-            again = run_kvcache_kernel(kernel, inputs, dtype, device, support.backward, want_lse)
-            outcome.nondeterministic = not same_bits(run.result, again.result)
-            outcome.checks += kvcache_relation_checks(kernel, BASELINE, case, arrays, dtype, device, magnitudes)
-        except KernelDeclinedError as exc:
-            outcome.declined = str(exc)
-        except KernelProblemError as exc:
-            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
+    with judged(outcome):
+        run = run_kvcache_kernel(kernel, inputs, dtype, device, support.backward, want_lse)
+        base = to_varlen(case, run_kvcache_kernel(BASELINE, inputs, dtype, device, not run.forward_only,
+                                                  True).result)
+        outcome.actual, outcome.forward_only = to_varlen(case, run.result), run.forward_only
+        outcome.checks.append(cache_update_check(case, inputs, run))
+        outcome.checks += agreement_checks({n: outcome.actual[n] for n in ("out", "dq") if n in outcome.actual},
+                                           base, expected, magnitudes, row_logits, dtype)
+        if "lse" in outcome.actual:
+            wanted = lse_expected(varlen, arrays["varlen"], expected["lse"], support.alibi_lse)
+            outcome.checks += lse_check(outcome.actual["lse"], wanted, base["lse"], row_logits["lse"],
+                                        dtype_of_eps(float(outcome.actual["lse_eps"])), varlen.Lk, case.d)
+        again = run_kvcache_kernel(kernel, inputs, dtype, device, support.backward, want_lse)
+        outcome.nondeterministic = not same_bits(run.result, again.result)
+        outcome.checks += kvcache_relation_checks(kernel, BASELINE, case, arrays, dtype, device, magnitudes)
     if outcome.failed and outcome.actual is not None:
         outcome.diagnosis = diagnose_kvcache(case, arrays, outcome.actual, expected, dtype,
                                              {c.line for c in outcome.failures()})

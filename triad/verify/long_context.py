@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import tracemalloc
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +56,7 @@ from triad.verify.flash_judge import (
     lse_check,
     run_flash_kernel,
 )
-from triad.verify.judge import CheckResult, Kernel, KernelDeclinedError, KernelProblemError, agreement_checks
+from triad.verify.judge import CheckResult, Kernel, agreement_checks, judged
 from triad.verify.report import Report
 from triad.verify.support import KernelSupport, declared_support
 
@@ -222,16 +221,11 @@ def check_long_case(kernel: Kernel, case: FlashCase, name: str = "", *, device: 
     outcome = LongOutcome(case, name=name)
     arrays = case.arrays(dtype)
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            actual = run_flash_kernel(kernel, case, arrays, dtype, device, support.backward, want_lse)
-        except KernelDeclinedError as exc:
-            outcome.declined = str(exc)
-            return outcome
-        except KernelProblemError as exc:
-            outcome.checks.append(CheckResult(exc.line, False, message=exc.message))
-            return outcome
+    actual = None
+    with judged(outcome):
+        actual = run_flash_kernel(kernel, case, arrays, dtype, device, support.backward, want_lse)
+    if actual is None:  # declined, or a broken contract: nothing to judge
+        return outcome
     outcome.kernel_seconds = time.perf_counter() - started
     expected, outcome.oracle_seconds, outcome.oracle_peak_bytes = sampled_oracle(case, arrays, case.seed, positions)
     outcome.query_positions, outcome.key_positions = len(expected.query_pos), len(expected.key_pos)
